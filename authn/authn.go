@@ -1,0 +1,72 @@
+// Package authn defines the one small interface every login module implements,
+// and the identity a successful login yields.
+package authn
+
+import (
+	"context"
+	"errors"
+	"strings"
+)
+
+// Attr is one extra identity line, written as "name=value" after the source
+// line of a token's identity text (for example uid=1000).
+type Attr struct {
+	Name  string
+	Value string
+}
+
+// Identity is what a login module knows about a user after a successful login.
+type Identity struct {
+	// User is the user name as it goes into the identity text.
+	User string
+	// Attrs are extra identity lines, in the order they are written.
+	Attrs []Attr
+	// Roles are group memberships or configured roles, kept with the session
+	// for signed tokens; they are not part of the identity text.
+	Roles []string
+}
+
+// Module checks a user's password against one backend.
+//
+// A wrong password or unknown user is (Identity{}, false, nil). A non-nil error
+// means the backend could not give an answer (down, timeout, misconfigured);
+// the HTTP layer answers 503 for it, never 403, so that an outage does not
+// look like a wrong password.
+type Module interface {
+	Login(ctx context.Context, user, password string) (Identity, bool, error)
+}
+
+// ErrUnavailable marks errors that mean the backend could not be reached or
+// did not answer in time. Modules wrap it so callers can classify with errors.Is.
+var ErrUnavailable = errors.New("login backend unavailable")
+
+// ErrBadInput is returned by ValidUser for names that must never reach a backend.
+var ErrBadInput = errors.New("user name not acceptable")
+
+// MaxUserLen bounds user names; no directory needs more and it keeps logs sane.
+const MaxUserLen = 256
+
+// ValidUser reports whether a user name is safe to pass to any backend and to
+// write into an identity text: non-empty, bounded, no control characters
+// (newline, NUL, DEL, C1), valid UTF-8 and no leading or trailing space.
+func ValidUser(user string) error {
+	if user == "" || len(user) > MaxUserLen {
+		return ErrBadInput
+	}
+	if strings.TrimSpace(user) != user {
+		return ErrBadInput
+	}
+	for _, r := range user {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\uFFFD' {
+			return ErrBadInput
+		}
+	}
+	return nil
+}
+
+// ValidPassword reports whether a password may be passed to a backend:
+// non-empty (an empty password is an unauthenticated bind in LDAP), bounded,
+// and without NUL (C APIs such as PAM would truncate it there).
+func ValidPassword(pw string) bool {
+	return pw != "" && len(pw) <= 4096 && !strings.ContainsRune(pw, 0)
+}

@@ -1,0 +1,304 @@
+// Package conf reads sks's configuration: a TOML file and the command-line
+// flags of the original SessionKeyServer, which override the file.
+package conf
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Duration is a time.Duration written in TOML as a string such as "8h" or "90s".
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("not a duration %q (write e.g. \"30s\", \"8h\"): %w", b, err)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the duration back in Go's notation.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Config is the whole configuration of one sks process.
+type Config struct {
+	// Listen is the address to serve on, host:port. Default ":4431".
+	Listen string `toml:"listen"`
+	// DataDir holds the badger token store. Empty keeps tokens in memory only,
+	// as the original did without -d.
+	DataDir string `toml:"data_dir"`
+	// EncryptionKeyFile, if set, names a file of 16, 24 or 32 raw bytes (or
+	// that many bytes hex-encoded) that encrypts the store at rest.
+	EncryptionKeyFile string `toml:"encryption_key_file"`
+	// DefaultModule is the module used when a request names none. Default "pam".
+	DefaultModule string `toml:"default_module"`
+	// PAMApp is the PAM service for realms without a section of their own
+	// (the original's -pam-app). Empty means the realm name is the service.
+	PAMApp string `toml:"pam_app"`
+	// PAMDir is where PAM service files are looked up before a realm name may
+	// be used as a service. Default /etc/pam.d.
+	PAMDir string `toml:"pam_dir"`
+	// Krb5Conf is the default krb5.conf for Kerberos modules (-krb5conf).
+	Krb5Conf string `toml:"krb5conf"`
+	// Demo enables the built-in "demo" realm with one user, for trying sks out.
+	Demo bool `toml:"demo"`
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string `toml:"log_level"`
+	// MaxConcurrentLogins bounds logins running at once across all modules, so
+	// slow backends cannot exhaust the process. Default 64.
+	MaxConcurrentLogins int `toml:"max_concurrent_logins"`
+	// LoginTimeout bounds one login, backend included. Default 10s.
+	LoginTimeout Duration `toml:"login_timeout"`
+
+	Admin  Admin            `toml:"admin"`
+	TLS    TLS              `toml:"tls"`
+	HTTP   HTTP             `toml:"http"`
+	Realms map[string]Realm `toml:"realms"`
+
+	// Modules are the login modules by name, as clients spell them in module=.
+	Modules map[string]ModuleSpec `toml:"-"`
+
+	md toml.MetaData
+}
+
+// Admin says who may call administrative endpoints such as /stored_token.
+type Admin struct {
+	// AllowLoopback lets callers on 127.0.0.0/8 and ::1 use admin endpoints
+	// without a credential, as RCloud deployments on one host expect. Default true.
+	AllowLoopback *bool `toml:"allow_loopback"`
+	// TokenFile holds the admin bearer token (first line). It must not be
+	// readable by group or others.
+	TokenFile string `toml:"token_file"`
+}
+
+// LoopbackAllowed reports the effective AllowLoopback setting.
+func (a Admin) LoopbackAllowed() bool { return a.AllowLoopback == nil || *a.AllowLoopback }
+
+// TLS is the HTTPS material. Either Keystore (the original's -tls: PKCS12 or
+// JKS) or CertFile and KeyFile (PEM), or inline PEM in Cert and Key.
+type TLS struct {
+	Keystore       string   `toml:"keystore"`
+	Password       string   `toml:"password"`
+	PasswordFile   string   `toml:"password_file"`
+	PasswordPrompt bool     `toml:"-"`
+	CertFile       string   `toml:"cert_file"`
+	KeyFile        string   `toml:"key_file"`
+	Cert           string   `toml:"cert"`
+	Key            string   `toml:"key"`
+	KeyPassphrase  string   `toml:"key_passphrase"`
+	ClientCAFile   string   `toml:"client_ca_file"`
+	ReloadInterval Duration `toml:"reload_interval"`
+}
+
+// Enabled reports whether any TLS material is configured.
+func (t TLS) Enabled() bool {
+	return t.Keystore != "" || t.CertFile != "" || t.Cert != ""
+}
+
+// HTTP holds the server's protective limits.
+type HTTP struct {
+	ReadHeaderTimeout Duration `toml:"read_header_timeout"`
+	ReadTimeout       Duration `toml:"read_timeout"`
+	WriteTimeout      Duration `toml:"write_timeout"`
+	IdleTimeout       Duration `toml:"idle_timeout"`
+	MaxBodyBytes      int64    `toml:"max_body_bytes"`
+	MaxHeaderBytes    int      `toml:"max_header_bytes"`
+}
+
+// Realm is the policy of one realm. The realm named "*" applies to every
+// realm without a section of its own.
+type Realm struct {
+	// Modules lists the module names a client may pick with module=.
+	// "pam" is always available as the implicit PAM module of the realm when
+	// listed, even without a [modules.pam] section.
+	Modules []string `toml:"modules"`
+	// Default is the module used when a request names none.
+	Default string `toml:"default"`
+	// PAMService is the PAM service of the implicit "pam" module.
+	PAMService string `toml:"pam_service"`
+	// TokenLifetime is the absolute lifetime of a session; zero means none.
+	TokenLifetime Duration `toml:"token_lifetime"`
+	// IdleTimeout ends a session not validated for this long; zero means none.
+	IdleTimeout Duration `toml:"idle_timeout"`
+}
+
+// ModuleSpec is one [modules.NAME] section: its type and the rest of its
+// settings, decoded later by the module's own Config.
+type ModuleSpec struct {
+	Name string
+	Type string
+	prim toml.Primitive
+	md   *toml.MetaData
+}
+
+// Decode fills v (a module's Config) from the section and refuses settings
+// the module does not know, so that typos do not silently change behaviour.
+func (m ModuleSpec) Decode(v any) error {
+	if m.md == nil {
+		return nil
+	}
+	if err := m.md.PrimitiveDecode(m.prim, v); err != nil {
+		return fmt.Errorf("module %s: %w", m.Name, err)
+	}
+	var unknown []string
+	for _, k := range m.md.Undecoded() {
+		if len(k) > 2 && k[0] == "modules" && k[1] == m.Name && k[2] != "type" {
+			unknown = append(unknown, strings.Join(k[2:], "."))
+		}
+	}
+	if len(unknown) > 0 {
+		return fmt.Errorf("module %s: unknown setting %s", m.Name, strings.Join(unknown, ", "))
+	}
+	return nil
+}
+
+// NewModuleSpec builds a spec from TOML text, for tests and for built-in modules.
+func NewModuleSpec(name, body string) (ModuleSpec, error) {
+	c, err := Parse(strings.NewReader("[modules." + toml.Key{name}.String() + "]\n" + body))
+	if err != nil {
+		return ModuleSpec{}, err
+	}
+	return c.Modules[name], nil
+}
+
+// Default returns the configuration used when no file is given.
+func Default() *Config {
+	c := &Config{}
+	c.fill()
+	return c
+}
+
+// Parse reads a configuration from TOML text. It checks syntax and unknown
+// top-level settings; module settings are checked when the module is opened.
+func Parse(r io.Reader) (*Config, error) {
+	var raw struct {
+		Config
+		Modules map[string]toml.Primitive `toml:"modules"`
+	}
+	md, err := toml.NewDecoder(r).Decode(&raw)
+	if err != nil {
+		return nil, fmt.Errorf("cannot parse configuration: %w", err)
+	}
+	c := raw.Config
+	c.md = md
+	c.Modules = make(map[string]ModuleSpec, len(raw.Modules))
+	for name, p := range raw.Modules {
+		var t struct {
+			Type string `toml:"type"`
+		}
+		if err := md.PrimitiveDecode(p, &t); err != nil {
+			return nil, fmt.Errorf("module %s: %w", name, err)
+		}
+		if t.Type == "" {
+			return nil, fmt.Errorf("module %s: missing type (one of pam, ldap, kerberos, static)", name)
+		}
+		c.Modules[name] = ModuleSpec{Name: name, Type: t.Type, prim: p, md: &c.md}
+	}
+	var unknown []string
+	for _, k := range md.Undecoded() {
+		if len(k) > 0 && k[0] == "modules" {
+			continue
+		}
+		unknown = append(unknown, k.String())
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return nil, fmt.Errorf("unknown setting %s in configuration", strings.Join(unknown, ", "))
+	}
+	c.fill()
+	return &c, c.Validate()
+}
+
+// Load reads and parses the file at path.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open configuration: %w", err)
+	}
+	defer f.Close()
+	c, err := Parse(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+func (c *Config) fill() {
+	if c.Listen == "" {
+		c.Listen = ":4431"
+	}
+	if c.DefaultModule == "" {
+		c.DefaultModule = "pam"
+	}
+	if c.PAMDir == "" {
+		c.PAMDir = "/etc/pam.d"
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.MaxConcurrentLogins <= 0 {
+		c.MaxConcurrentLogins = 64
+	}
+	if c.LoginTimeout.Duration <= 0 {
+		c.LoginTimeout.Duration = 10 * time.Second
+	}
+	h := &c.HTTP
+	def := func(d *Duration, v time.Duration) {
+		if d.Duration <= 0 {
+			d.Duration = v
+		}
+	}
+	def(&h.ReadHeaderTimeout, 5*time.Second)
+	def(&h.ReadTimeout, 15*time.Second)
+	def(&h.WriteTimeout, 30*time.Second)
+	def(&h.IdleTimeout, 120*time.Second)
+	if h.MaxBodyBytes <= 0 {
+		h.MaxBodyBytes = 64 << 10
+	}
+	if h.MaxHeaderBytes <= 0 {
+		h.MaxHeaderBytes = 16 << 10
+	}
+	if c.Modules == nil {
+		c.Modules = map[string]ModuleSpec{}
+	}
+}
+
+// Validate checks settings that do not depend on other files.
+func (c *Config) Validate() error {
+	var errs []error
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log_level %q: use debug, info, warn or error", c.LogLevel))
+	}
+	for name, r := range c.Realms {
+		if r.Default != "" && len(r.Modules) > 0 && !contains(r.Modules, r.Default) {
+			errs = append(errs, fmt.Errorf("realm %s: default module %q is not in its modules list", name, r.Default))
+		}
+		for _, m := range r.Modules {
+			if _, ok := c.Modules[m]; !ok && !strings.EqualFold(m, "pam") {
+				errs = append(errs, fmt.Errorf("realm %s: module %q has no [modules.%s] section", name, m, m))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if strings.EqualFold(v, s) {
+			return true
+		}
+	}
+	return false
+}

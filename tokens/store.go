@@ -1,0 +1,83 @@
+package tokens
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"time"
+)
+
+// Hash is the SHA-256 of a token. Only hashes are stored, so a copy of the
+// store holds no usable token. Tokens are 256-bit random values, so a plain
+// fast hash is enough: there is nothing to brute-force.
+type Hash [sha256.Size]byte
+
+// HashToken hashes a token as the store keeps it.
+func HashToken(token string) Hash { return sha256.Sum256([]byte(token)) }
+
+// Short is a prefix of the hash, safe for logs and audit lines.
+func (h Hash) Short() string { return hex.EncodeToString(h[:4]) }
+
+// Record is what the store keeps for one token.
+type Record struct {
+	// User is the user name, the key of the "current token" rule.
+	User string
+	// Identity is the identity text answered by /valid and /replace:
+	// "<user>\n<source>\n" followed by "name=value\n" lines.
+	Identity string
+	// Roles are kept for signed tokens; not part of the identity.
+	Roles []string
+	// Issued is when the token was issued.
+	Issued time.Time
+	// Expires is the absolute end of the session; zero means never.
+	Expires time.Time
+	// Superseded is set when a newer token of the same user became current.
+	Superseded bool
+}
+
+// Errors a Store returns; callers test them with errors.Is.
+var (
+	ErrNotFound    = errors.New("not found")
+	ErrNotCurrent  = errors.New("token is not the current one")
+	ErrGroupExists = errors.New("group exists")
+	ErrClosed      = errors.New("store closed")
+)
+
+// Store persists tokens, per-identity keys and groups. Every method is safe
+// for concurrent use, and every write is durable when it returns without error.
+// Realms scope everything except group keys, which are global per group name.
+type Store interface {
+	// Issue makes h the user's current token in realm; the user's earlier
+	// tokens there stay known but become superseded. One atomic step.
+	Issue(ctx context.Context, realm string, h Hash, rec Record) error
+	// Get returns the record of h, or ErrNotFound (also for expired tokens).
+	Get(ctx context.Context, realm string, h Hash) (Record, error)
+	// Revoke forgets h; if it was current, the user has no current token.
+	// ErrNotFound if h is unknown.
+	Revoke(ctx context.Context, realm string, h Hash) error
+	// Replace forgets old, which must be current (else ErrNotCurrent or
+	// ErrNotFound), and makes next current with the same identity. issued and
+	// expires are the new token's times. It returns the new record.
+	Replace(ctx context.Context, realm string, old, next Hash, issued, expires time.Time) (Record, error)
+
+	// GetKey returns the per-identity key, or ErrNotFound.
+	GetKey(ctx context.Context, realm, identity string) ([]byte, error)
+	// PutKey stores the per-identity key, replacing any earlier one.
+	PutKey(ctx context.Context, realm, identity string, key []byte) error
+	// ForEachKey calls fn for each per-identity key of realm.
+	ForEachKey(ctx context.Context, realm string, fn func(identity string, key []byte) error) error
+
+	// CreateGroup creates group with admin as its admin in realm and key as
+	// its global key; ErrGroupExists if the group exists in any realm.
+	CreateGroup(ctx context.Context, realm, group, admin string, key []byte) error
+	// GroupRole reports whether user is an admin or member of group in realm.
+	GroupRole(ctx context.Context, realm, group, user string) (admin, member bool, err error)
+	// ModGroup adds members and admins and removes names from both lists.
+	ModGroup(ctx context.Context, realm, group string, addMembers, addAdmins, remove []string) error
+	// GroupKey returns the global key of group, or ErrNotFound.
+	GroupKey(ctx context.Context, group string) ([]byte, error)
+
+	// Close releases the store; later calls return ErrClosed.
+	Close() error
+}
