@@ -1,0 +1,465 @@
+package tokens
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// BadgerOptions configures OpenBadger.
+type BadgerOptions struct {
+	// Dir is the data directory; empty means in memory only.
+	Dir string
+	// EncryptionKey, if set (16, 24 or 32 bytes), encrypts the store at rest.
+	EncryptionKey []byte
+	// Logger receives badger's warnings and errors. Nil discards them.
+	Logger *slog.Logger
+	// GCInterval is how often value-log garbage collection runs. Default 10m.
+	GCInterval time.Duration
+}
+
+// Badger is the embedded Store, on disk or in memory.
+type Badger struct {
+	db   *badger.DB
+	log  *slog.Logger
+	mu   sync.RWMutex // held for reading by every operation, for writing by Close
+	done chan struct{}
+	wg   sync.WaitGroup
+	now  func() time.Time
+}
+
+var _ Store = (*Badger)(nil)
+
+// OpenBadger opens (creating if needed) the store. On disk every write is
+// synced before it returns, so an acknowledged token survives kill -9;
+// badger batches concurrent commits into one sync, so this costs little
+// throughput under load.
+func OpenBadger(o BadgerOptions) (*Badger, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	opts := badger.DefaultOptions(o.Dir).
+		WithLogger(badgerLogger{log}).
+		// Sizes for a store of small records: badger's defaults (64 MiB
+		// memtables, 256 MiB block cache) would dominate the process's memory.
+		WithMemTableSize(8 << 20).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(8).
+		WithBaseTableSize(2 << 20).
+		WithBlockCacheSize(8 << 20).
+		WithValueLogFileSize(64 << 20).
+		WithNumCompactors(2).
+		WithMetricsEnabled(false).
+		WithDetectConflicts(true)
+	if o.Dir == "" {
+		opts = opts.WithInMemory(true)
+	} else {
+		opts = opts.WithSyncWrites(true)
+	}
+	if len(o.EncryptionKey) > 0 {
+		opts = opts.WithEncryptionKey(o.EncryptionKey).WithIndexCacheSize(8 << 20)
+	}
+	db, err := badger.Open(opts)
+	if err != nil {
+		where := o.Dir
+		if where == "" {
+			where = "(memory)"
+		}
+		return nil, fmt.Errorf("cannot open token store %s: %w", where, err)
+	}
+	s := &Badger{db: db, log: log, done: make(chan struct{}), now: time.Now}
+	if o.Dir != "" {
+		iv := o.GCInterval
+		if iv <= 0 {
+			iv = 10 * time.Minute
+		}
+		s.wg.Add(1)
+		go s.gcLoop(iv)
+	}
+	return s, nil
+}
+
+func (s *Badger) gcLoop(iv time.Duration) {
+	defer s.wg.Done()
+	t := time.NewTicker(iv)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+			for s.db.RunValueLogGC(0.5) == nil {
+			}
+		}
+	}
+}
+
+// Close flushes and closes the store. It waits for running operations.
+func (s *Badger) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return nil
+	}
+	close(s.done)
+	s.wg.Wait()
+	err := s.db.Close()
+	s.db = nil
+	return err
+}
+
+// view and update run fn in one transaction while holding the close lock.
+// update retries on badger's conflict error: concurrent logins of one user
+// are serialised by it, so that exactly one token ends up current.
+func (s *Badger) view(fn func(txn *badger.Txn) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	return s.db.View(fn)
+}
+
+func (s *Badger) update(ctx context.Context, fn func(txn *badger.Txn) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	for {
+		err := s.db.Update(fn)
+		if !errors.Is(err, badger.ErrConflict) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+func (s *Badger) getRecord(txn *badger.Txn, key []byte) (Record, *badger.Item, error) {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return Record{}, nil, ErrNotFound
+	}
+	if err != nil {
+		return Record{}, nil, err
+	}
+	var rec Record
+	err = item.Value(func(v []byte) error {
+		var derr error
+		rec, derr = decodeRecord(v)
+		return derr
+	})
+	if err != nil {
+		return Record{}, nil, err
+	}
+	if !rec.Expires.IsZero() && !s.now().Before(rec.Expires) {
+		return Record{}, nil, ErrNotFound
+	}
+	return rec, item, nil
+}
+
+func (s *Badger) setRecord(txn *badger.Txn, key []byte, rec Record) error {
+	e := badger.NewEntry(key, encodeRecord(rec))
+	if ttl, ok := ttlOf(rec.Expires, s.now()); ok {
+		e = e.WithTTL(ttl)
+	}
+	return txn.SetEntry(e)
+}
+
+func (s *Badger) setCurrent(txn *badger.Txn, realm string, rec Record, h Hash) error {
+	e := badger.NewEntry(currentKey(realm, rec.User), bytes.Clone(h[:]))
+	if ttl, ok := ttlOf(rec.Expires, s.now()); ok {
+		e = e.WithTTL(ttl)
+	}
+	return txn.SetEntry(e)
+}
+
+// ttlOf rounds up to whole seconds, badger's TTL resolution; Get checks the
+// exact time itself.
+func ttlOf(expires, now time.Time) (time.Duration, bool) {
+	if expires.IsZero() {
+		return 0, false
+	}
+	d := expires.Sub(now)
+	if d < time.Second {
+		d = time.Second
+	}
+	return d.Truncate(time.Second) + time.Second, true
+}
+
+// currentOf returns the hash of the user's current token, if any.
+func currentOf(txn *badger.Txn, realm, user string) (Hash, bool, error) {
+	var h Hash
+	item, err := txn.Get(currentKey(realm, user))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return h, false, nil
+	}
+	if err != nil {
+		return h, false, err
+	}
+	err = item.Value(func(v []byte) error {
+		if len(v) != len(h) {
+			return errCorrupt
+		}
+		copy(h[:], v)
+		return nil
+	})
+	return h, err == nil, err
+}
+
+// Issue implements Store.
+func (s *Badger) Issue(ctx context.Context, realm string, h Hash, rec Record) error {
+	rec.Superseded = false
+	return s.update(ctx, func(txn *badger.Txn) error {
+		if err := s.supersede(txn, realm, rec.User, h); err != nil {
+			return err
+		}
+		if err := s.setRecord(txn, tokenKey(realm, h), rec); err != nil {
+			return err
+		}
+		return s.setCurrent(txn, realm, rec, h)
+	})
+}
+
+// supersede marks the user's current token, unless it is keep, as superseded.
+// Older tokens were marked when they stopped being current.
+func (s *Badger) supersede(txn *badger.Txn, realm, user string, keep Hash) error {
+	old, ok, err := currentOf(txn, realm, user)
+	if err != nil || !ok || old == keep {
+		return err
+	}
+	key := tokenKey(realm, old)
+	orec, _, err := s.getRecord(txn, key)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	orec.Superseded = true
+	return s.setRecord(txn, key, orec)
+}
+
+// Get implements Store.
+func (s *Badger) Get(ctx context.Context, realm string, h Hash) (Record, error) {
+	var rec Record
+	err := s.view(func(txn *badger.Txn) error {
+		var err error
+		rec, _, err = s.getRecord(txn, tokenKey(realm, h))
+		return err
+	})
+	return rec, err
+}
+
+// Revoke implements Store.
+func (s *Badger) Revoke(ctx context.Context, realm string, h Hash) error {
+	return s.update(ctx, func(txn *badger.Txn) error {
+		key := tokenKey(realm, h)
+		rec, _, err := s.getRecord(txn, key)
+		if err != nil {
+			return err
+		}
+		if err := txn.Delete(key); err != nil {
+			return err
+		}
+		cur, ok, err := currentOf(txn, realm, rec.User)
+		if err != nil {
+			return err
+		}
+		if ok && cur == h {
+			return txn.Delete(currentKey(realm, rec.User))
+		}
+		return nil
+	})
+}
+
+// Replace implements Store.
+func (s *Badger) Replace(ctx context.Context, realm string, old, next Hash, issued, expires time.Time) (Record, error) {
+	var out Record
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		key := tokenKey(realm, old)
+		rec, _, err := s.getRecord(txn, key)
+		if err != nil {
+			return err
+		}
+		cur, ok, err := currentOf(txn, realm, rec.User)
+		if err != nil {
+			return err
+		}
+		if rec.Superseded || !ok || cur != old {
+			return ErrNotCurrent
+		}
+		if err := txn.Delete(key); err != nil {
+			return err
+		}
+		rec.Issued, rec.Expires = issued, expires
+		if err := s.setRecord(txn, tokenKey(realm, next), rec); err != nil {
+			return err
+		}
+		out = rec
+		return s.setCurrent(txn, realm, rec, next)
+	})
+	return out, err
+}
+
+func (s *Badger) getBytes(key []byte) ([]byte, error) {
+	var out []byte
+	err := s.view(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		out, err = item.ValueCopy(nil)
+		return err
+	})
+	return out, err
+}
+
+// GetKey implements Store.
+func (s *Badger) GetKey(ctx context.Context, realm, identity string) ([]byte, error) {
+	return s.getBytes(makeKey(pfxKey, realm, identity))
+}
+
+// PutKey implements Store.
+func (s *Badger) PutKey(ctx context.Context, realm, identity string, key []byte) error {
+	return s.update(ctx, func(txn *badger.Txn) error {
+		return txn.Set(makeKey(pfxKey, realm, identity), bytes.Clone(key))
+	})
+}
+
+// ForEachKey implements Store.
+func (s *Badger) ForEachKey(ctx context.Context, realm string, fn func(identity string, key []byte) error) error {
+	prefix := makeKey(pfxKey, realm)
+	return s.view(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			identity, rest, ok := readString(it.Item().Key()[len(prefix):])
+			if !ok || len(rest) != 0 {
+				return errCorrupt
+			}
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			if err := fn(identity, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// CreateGroup implements Store.
+func (s *Badger) CreateGroup(ctx context.Context, realm, group, admin string, key []byte) error {
+	return s.update(ctx, func(txn *badger.Txn) error {
+		gk := makeKey(pfxGroup, group)
+		if _, err := txn.Get(gk); err == nil {
+			return ErrGroupExists
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		if err := txn.Set(gk, bytes.Clone(key)); err != nil {
+			return err
+		}
+		return txn.Set(makeKey(pfxRole, realm, group, admin), []byte{roleAdmin})
+	})
+}
+
+func roleOf(txn *badger.Txn, key []byte) (byte, error) {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var r byte
+	err = item.Value(func(v []byte) error {
+		if len(v) != 1 {
+			return errCorrupt
+		}
+		r = v[0]
+		return nil
+	})
+	return r, err
+}
+
+// GroupRole implements Store.
+func (s *Badger) GroupRole(ctx context.Context, realm, group, user string) (admin, member bool, err error) {
+	var r byte
+	err = s.view(func(txn *badger.Txn) error {
+		var err error
+		r, err = roleOf(txn, makeKey(pfxRole, realm, group, user))
+		return err
+	})
+	return r&roleAdmin != 0, r&roleMember != 0, err
+}
+
+// ModGroup implements Store.
+func (s *Badger) ModGroup(ctx context.Context, realm, group string, addMembers, addAdmins, remove []string) error {
+	return s.update(ctx, func(txn *badger.Txn) error {
+		change := func(user string, set, clear byte) error {
+			k := makeKey(pfxRole, realm, group, user)
+			r, err := roleOf(txn, k)
+			if err != nil {
+				return err
+			}
+			r = (r | set) &^ clear
+			if r == 0 {
+				return txn.Delete(k)
+			}
+			return txn.Set(k, []byte{r})
+		}
+		for _, u := range addMembers {
+			if err := change(u, roleMember, 0); err != nil {
+				return err
+			}
+		}
+		for _, u := range addAdmins {
+			if err := change(u, roleAdmin, 0); err != nil {
+				return err
+			}
+		}
+		for _, u := range remove {
+			if err := change(u, 0, roleAdmin|roleMember); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// GroupKey implements Store.
+func (s *Badger) GroupKey(ctx context.Context, group string) ([]byte, error) {
+	return s.getBytes(makeKey(pfxGroup, group))
+}
+
+// badgerLogger sends badger's own messages to slog; its info and debug
+// chatter is dropped.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any) {
+	b.l.Error(fmt.Sprintf(f, a...), "component", "badger")
+}
+func (b badgerLogger) Warningf(f string, a ...any) {
+	b.l.Warn(fmt.Sprintf(f, a...), "component", "badger")
+}
+func (b badgerLogger) Infof(string, ...any)  {}
+func (b badgerLogger) Debugf(string, ...any) {}
