@@ -124,6 +124,11 @@ func (s *Service) Revoke(ctx context.Context, realm, token string) (bool, error)
 // Replace swaps a current token for a new one with the same identity. It
 // reports ok=false if the token is not current (unknown, expired or superseded).
 func (s *Service) Replace(ctx context.Context, realm, token string, p Policy) (string, Record, bool, error) {
+	// The store judges expiry by wall time; check by the service's clock first
+	// so that both agree (they differ only under a test clock).
+	if _, st, err := s.Validate(ctx, realm, token); err != nil || st != Current {
+		return "", Record{}, false, err
+	}
 	tok, h := NewToken()
 	now := s.Now()
 	rec, err := s.store.Replace(ctx, realm, HashToken(token), h, now, s.expiry(now, p))
