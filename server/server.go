@@ -1,0 +1,789 @@
+// Package server is sks's HTTP layer: the SessionKeyServer 1.5 protocol
+// (see shared/SKS-PROTOCOL.md), answered byte for byte, plus sks's own
+// endpoints mounted beside it.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"sks/authn"
+	"sks/realms"
+	"sks/tokens"
+)
+
+// Version is the protocol version answered by /version.
+const Version = "1.5"
+
+// AdminCheck reports whether a request carries an admin credential, and
+// names it for the log. Checks must compare secrets in constant time.
+type AdminCheck func(r *http.Request) (who string, ok bool)
+
+// Options configures a Server.
+type Options struct {
+	Tokens *tokens.Service
+	Realms *realms.Router
+	Logger *slog.Logger
+	// AllowLoopbackAdmin lets loopback callers use admin endpoints without a
+	// credential (RCloud on the same host calls /stored_token so).
+	AllowLoopbackAdmin bool
+	// AdminToken, if non-empty, is accepted as "Authorization: Bearer <it>".
+	AdminToken string
+	// AdminChecks are further admin credentials (client certificates, master
+	// tokens, HMAC API keys).
+	AdminChecks []AdminCheck
+	// Mount serves extra paths (metrics, JWKS, minting) before the protocol.
+	Mount map[string]http.Handler
+	// MaxConcurrentLogins bounds logins in flight; LoginTimeout bounds each.
+	MaxConcurrentLogins int
+	LoginTimeout        time.Duration
+	// MaxBodyBytes bounds POST form bodies.
+	MaxBodyBytes int64
+	// Hooks observe events (metrics, audit, brute-force protection).
+	Hooks Hooks
+}
+
+// Hooks lets other packages observe and gate the protocol without the
+// server importing them. Every field is optional.
+type Hooks struct {
+	// BeforeLogin may refuse a login attempt (brute-force protection); it
+	// returns how long the client should wait.
+	BeforeLogin func(realm, user, client string) (retryAfter time.Duration, refused bool)
+	// AfterLogin reports the result of a login attempt that reached a module.
+	AfterLogin func(realm, user, client, module string, ok bool, err error, took time.Duration)
+	// Event reports token and group events: issue, supersede, replace,
+	// revoke, gen_key, create_group, mod_group, stored. It may return an
+	// error to fail the request (an audit log that cannot be written).
+	Event func(ctx context.Context, e Event) error
+	// Request reports each answered request for metrics.
+	Request func(path string, status int, took time.Duration)
+}
+
+// Event is one auditable action.
+type Event struct {
+	Kind   string
+	Realm  string
+	User   string
+	Source string
+	Client string
+	Token  string // short hash of the token, never the token
+	Detail string
+}
+
+// Server answers the protocol.
+type Server struct {
+	o        Options
+	log      *slog.Logger
+	loginSem chan struct{}
+	adminSum [32]byte
+}
+
+// New returns a Server. Tokens and Realms are required.
+func New(o Options) *Server {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.MaxConcurrentLogins <= 0 {
+		o.MaxConcurrentLogins = 64
+	}
+	if o.LoginTimeout <= 0 {
+		o.LoginTimeout = 10 * time.Second
+	}
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = 64 << 10
+	}
+	s := &Server{o: o, log: o.Logger, loginSem: make(chan struct{}, o.MaxConcurrentLogins)}
+	if o.AdminToken != "" {
+		s.adminSum = sha256.Sum256([]byte(o.AdminToken))
+	}
+	return s
+}
+
+var (
+	textPlain = []string{"text/plain"}
+	bufPool   = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+)
+
+// reply writes a text/plain answer.
+func reply(w http.ResponseWriter, status int, body string) {
+	w.Header()["Content-Type"] = textPlain
+	w.WriteHeader(status)
+	if body != "" {
+		w.Write([]byte(body))
+	}
+}
+
+// replyParts writes parts concatenated through a pooled buffer, so that the
+// hot /valid answer costs no allocation for the body.
+func replyParts(w http.ResponseWriter, status int, parts ...string) {
+	bp := bufPool.Get().(*[]byte)
+	b := (*bp)[:0]
+	for _, p := range parts {
+		b = append(b, p...)
+	}
+	w.Header()["Content-Type"] = textPlain
+	w.WriteHeader(status)
+	w.Write(b)
+	*bp = b
+	bufPool.Put(bp)
+}
+
+type request struct {
+	w      http.ResponseWriter
+	r      *http.Request
+	p      params
+	realm  string
+	client string
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := statusWriter{ResponseWriter: w, status: http.StatusOK}
+	if s.o.Hooks.Request != nil {
+		w = &sw
+		defer func() { s.o.Hooks.Request(r.URL.Path, sw.status, time.Since(start)) }()
+	}
+	if h, ok := s.o.Mount[r.URL.Path]; ok {
+		h.ServeHTTP(w, r)
+		return
+	}
+	if r.URL.Path == "/version" && r.Method == http.MethodGet {
+		reply(w, http.StatusOK, Version+"\n")
+		return
+	}
+	q := request{w: w, r: r}
+	q.p.kv = make([][2]string, 0, 4)
+	if err := q.p.parse(r.URL.RawQuery); err != nil {
+		reply(w, http.StatusBadRequest, "ERR: malformed query: "+err.Error()+"\n")
+		return
+	}
+	isForm := r.Method == http.MethodPost && isFormPost(r)
+	if isForm {
+		if err := s.parseBody(&q); err != nil {
+			reply(w, http.StatusBadRequest, "ERR: "+err.Error()+"\n")
+			return
+		}
+	}
+	realm, ok := q.p.get("realm")
+	if !ok {
+		reply(w, http.StatusBadRequest, "ERR: missing realm\n")
+		return
+	}
+	if r.Method != http.MethodGet && !isForm {
+		reply(w, http.StatusNotFound, "Unknown path")
+		return
+	}
+	if !printable(realm, 256) {
+		reply(w, http.StatusBadRequest, "ERR: invalid realm\n")
+		return
+	}
+	q.realm = realm
+	q.client = clientAddr(r)
+	switch r.URL.Path {
+	case "/valid":
+		s.valid(&q)
+	case "/revoke":
+		s.revoke(&q)
+	case "/replace":
+		s.replace(&q)
+	case "/auth_token":
+		s.authToken(&q, false)
+	case "/pam_token":
+		s.authToken(&q, true)
+	case "/stored_token":
+		s.storedToken(&q)
+	case "/gen_key":
+		s.genKey(&q)
+	case "/get_key":
+		s.getKey(&q)
+	case "/create_group":
+		s.createGroup(&q)
+	case "/mod_group":
+		s.modGroup(&q)
+	case "/group_hash":
+		s.groupHash(&q)
+	default:
+		reply(w, http.StatusNotFound, "")
+	}
+}
+
+func isFormPost(r *http.Request) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return err == nil && mt == "application/x-www-form-urlencoded"
+}
+
+func (s *Server) parseBody(q *request) error {
+	b, err := io.ReadAll(http.MaxBytesReader(q.w, q.r.Body, s.o.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errors.New("request body too large")
+		}
+		return errors.New("cannot read request body")
+	}
+	if err := q.p.parse(string(b)); err != nil {
+		return errors.New("malformed form body: " + err.Error())
+	}
+	return nil
+}
+
+// printable reports whether s is non-empty, at most max bytes, valid UTF-8
+// and free of control characters: nothing that could split or forge the
+// line-based answers or a log line.
+func printable(s string, max int) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\uFFFD' {
+			return false
+		}
+	}
+	return true
+}
+
+// maxToken bounds client-supplied tokens (ours are 64 characters; stored
+// tokens from OAuth providers can be longer).
+const maxToken = 1024
+
+// token returns the token parameter. missing reports it absent or empty.
+// A token with control characters or over maxToken is answered with 400
+// here, and handled reports that.
+func (q *request) token() (tok string, missing, handled bool) {
+	tok, ok := q.p.get("token")
+	if !ok || tok == "" {
+		return "", true, false
+	}
+	if !printable(tok, maxToken) {
+		reply(q.w, http.StatusBadRequest, "ERR: invalid token\n")
+		return "", false, true
+	}
+	return tok, false, false
+}
+
+// need returns a required parameter or answers 400 naming it.
+func (q *request) need(name string) (string, bool) {
+	v, ok := q.p.get(name)
+	if !ok || v == "" {
+		reply(q.w, http.StatusBadRequest, "ERR: missing "+name+"\n")
+		return "", false
+	}
+	return v, true
+}
+
+func (s *Server) policy(realm string) tokens.Policy {
+	return tokens.Policy{Lifetime: s.o.Realms.Policy(realm).Lifetime}
+}
+
+func (s *Server) storeError(q *request, op string, err error) {
+	s.log.Error("token store failed", "op", op, "realm", q.realm, "err", err)
+	reply(q.w, http.StatusServiceUnavailable, "ERR: token store unavailable\n")
+}
+
+func (s *Server) event(q *request, e Event) bool {
+	if s.o.Hooks.Event == nil {
+		return true
+	}
+	e.Realm, e.Client = q.realm, q.client
+	if err := s.o.Hooks.Event(q.r.Context(), e); err != nil {
+		s.log.Error("event not recorded; request failed", "kind", e.Kind, "err", err)
+		reply(q.w, http.StatusServiceUnavailable, "ERR: audit log unavailable\n")
+		return false
+	}
+	return true
+}
+
+func short(tok string) string { return tokens.HashToken(tok).Short() }
+
+// valid answers YES, SUPERCEDED or NO. A missing token is answered NO, as
+// the protocol specifies.
+func (s *Server) valid(q *request) {
+	tok, missing, handled := q.token()
+	if handled {
+		return
+	}
+	if missing {
+		reply(q.w, http.StatusOK, "NO\n")
+		return
+	}
+	rec, st, err := s.o.Tokens.Validate(q.r.Context(), q.realm, tok)
+	if err != nil {
+		s.storeError(q, "valid", err)
+		return
+	}
+	switch st {
+	case tokens.Current:
+		replyParts(q.w, http.StatusOK, "YES\n", rec.Identity, "\n")
+	case tokens.Superseded:
+		replyParts(q.w, http.StatusOK, "SUPERCEDED\n", rec.Identity, "\n")
+	default:
+		reply(q.w, http.StatusOK, "NO\n")
+	}
+}
+
+func (s *Server) revoke(q *request) {
+	tok, missing, handled := q.token()
+	if handled {
+		return
+	}
+	if missing {
+		reply(q.w, http.StatusOK, "INVALID\n")
+		return
+	}
+	ok, err := s.o.Tokens.Revoke(q.r.Context(), q.realm, tok)
+	if err != nil {
+		s.storeError(q, "revoke", err)
+		return
+	}
+	if !ok {
+		reply(q.w, http.StatusOK, "INVALID\n")
+		return
+	}
+	if !s.event(q, Event{Kind: "revoke", Token: short(tok)}) {
+		return
+	}
+	reply(q.w, http.StatusOK, "OK\n")
+}
+
+func (s *Server) replace(q *request) {
+	tok, missing, handled := q.token()
+	if handled {
+		return
+	}
+	if missing {
+		reply(q.w, http.StatusForbidden, "")
+		return
+	}
+	next, rec, ok, err := s.o.Tokens.Replace(q.r.Context(), q.realm, tok, s.policy(q.realm))
+	if err != nil {
+		s.storeError(q, "replace", err)
+		return
+	}
+	if !ok {
+		reply(q.w, http.StatusForbidden, "")
+		return
+	}
+	if !s.event(q, Event{Kind: "replace", User: rec.User, Token: short(next), Detail: "old=" + short(tok)}) {
+		return
+	}
+	replyParts(q.w, http.StatusOK, next, "\n", rec.Identity)
+}
+
+// identityText builds "<user>\n<source>\n[name=value\n...]". Attribute lines
+// with characters that could forge a line are left out.
+func identityText(user, source string, attrs []authn.Attr) string {
+	var b strings.Builder
+	b.WriteString(user)
+	b.WriteByte('\n')
+	b.WriteString(source)
+	b.WriteByte('\n')
+	for _, a := range attrs {
+		if !printable(a.Name, 64) || !printable(a.Value, 1024) || strings.ContainsRune(a.Name, '=') {
+			continue
+		}
+		b.WriteString(a.Name)
+		b.WriteByte('=')
+		b.WriteString(a.Value)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// authToken logs a user in. legacy is /pam_token: always PAM, source "pam".
+func (s *Server) authToken(q *request, legacy bool) {
+	user, ok := q.need("user")
+	if !ok {
+		return
+	}
+	pwd, ok := q.need("pwd")
+	if !ok {
+		return
+	}
+	if authn.ValidUser(user) != nil {
+		reply(q.w, http.StatusBadRequest, "ERR: invalid user\n")
+		return
+	}
+	if strings.ContainsRune(pwd, 0) || len(pwd) > 4096 {
+		reply(q.w, http.StatusBadRequest, "ERR: invalid pwd\n")
+		return
+	}
+	moduleName, _ := q.p.get("module")
+	if legacy {
+		moduleName = "pam"
+	} else if moduleName != "" && !printable(moduleName, 64) {
+		reply(q.w, http.StatusBadRequest, "ERR: invalid module\n")
+		return
+	}
+	if h := s.o.Hooks.BeforeLogin; h != nil {
+		if wait, refused := h(q.realm, user, q.client); refused {
+			secs := int(wait.Round(time.Second) / time.Second)
+			if secs < 1 {
+				secs = 1
+			}
+			q.w.Header().Set("Retry-After", strconv.Itoa(secs))
+			reply(q.w, http.StatusTooManyRequests, "ERR: too many failed logins, retry later\n")
+			return
+		}
+	}
+	log := s.log.With("realm", q.realm, "user", user, "client", q.client)
+	module, source, err := s.o.Realms.Resolve(q.realm, moduleName)
+	if legacy {
+		source = "pam"
+	}
+	if err != nil {
+		log.Info("login refused", "module", moduleName, "reason", err.Error())
+		s.afterLogin(q, user, moduleName, false, nil, 0)
+		reply(q.w, http.StatusForbidden, "")
+		return
+	}
+	start := time.Now()
+	id, ok, err := s.login(q.r.Context(), module, user, pwd)
+	took := time.Since(start)
+	s.afterLogin(q, user, strings.TrimPrefix(source, "auth/"), ok, err, took)
+	if err != nil {
+		log.Warn("login backend failed", "source", source, "err", err)
+		reply(q.w, http.StatusServiceUnavailable, "ERR: authentication backend unavailable\n")
+		return
+	}
+	if !ok {
+		log.Info("login failed", "source", source)
+		reply(q.w, http.StatusForbidden, "")
+		return
+	}
+	name := id.User
+	if name == "" {
+		name = user
+	}
+	if authn.ValidUser(name) != nil {
+		log.Error("login module returned an unacceptable user name", "source", source)
+		reply(q.w, http.StatusForbidden, "")
+		return
+	}
+	identity := identityText(name, source, id.Attrs)
+	tok, err := s.o.Tokens.Issue(q.r.Context(), q.realm, name, identity, id.Roles, s.policy(q.realm))
+	if err != nil {
+		s.storeError(q, "issue", err)
+		return
+	}
+	if !s.event(q, Event{Kind: "issue", User: name, Source: source, Token: short(tok)}) {
+		return
+	}
+	log.Info("login", "source", source, "token", short(tok))
+	replyParts(q.w, http.StatusOK, tok, "\n", identity)
+}
+
+func (s *Server) afterLogin(q *request, user, module string, ok bool, err error, took time.Duration) {
+	if h := s.o.Hooks.AfterLogin; h != nil {
+		h(q.realm, user, q.client, module, ok, err, took)
+	}
+}
+
+// login runs one module login bounded by the login semaphore and timeout.
+func (s *Server) login(ctx context.Context, m authn.Module, user, pwd string) (authn.Identity, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.o.LoginTimeout)
+	defer cancel()
+	select {
+	case s.loginSem <- struct{}{}:
+		defer func() { <-s.loginSem }()
+	case <-ctx.Done():
+		return authn.Identity{}, false, errors.Join(errors.New("too many logins in flight"), authn.ErrUnavailable)
+	}
+	return m.Login(ctx, user, pwd)
+}
+
+// isAdmin reports whether the caller may use admin endpoints.
+func (s *Server) isAdmin(q *request) (string, bool) {
+	if s.o.AdminToken != "" {
+		if tok, ok := bearer(q.r); ok {
+			sum := sha256.Sum256([]byte(tok))
+			if subtle.ConstantTimeCompare(sum[:], s.adminSum[:]) == 1 {
+				return "admin-token", true
+			}
+		}
+	}
+	for _, check := range s.o.AdminChecks {
+		if who, ok := check(q.r); ok {
+			return who, true
+		}
+	}
+	if s.o.AllowLoopbackAdmin && isLoopback(q.r) {
+		return "loopback", true
+	}
+	return "", false
+}
+
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:]), true
+	}
+	return "", false
+}
+
+// storedToken registers a caller-chosen token. The original asked no
+// credential; here the caller must be on loopback or present an admin
+// credential.
+func (s *Server) storedToken(q *request) {
+	who, ok := s.isAdmin(q)
+	if !ok {
+		s.log.Warn("stored_token refused: no admin credential", "realm", q.realm, "client", q.client)
+		reply(q.w, http.StatusForbidden, "ERR: admin credential required\n")
+		return
+	}
+	user, ok := q.need("user")
+	if !ok {
+		return
+	}
+	tok, missing, handled := q.token()
+	if handled {
+		return
+	}
+	if missing {
+		reply(q.w, http.StatusBadRequest, "ERR: missing token\n")
+		return
+	}
+	if authn.ValidUser(user) != nil {
+		reply(q.w, http.StatusBadRequest, "ERR: invalid user\n")
+		return
+	}
+	identity := user + "\nstored\n"
+	if err := s.o.Tokens.Put(q.r.Context(), q.realm, tok, user, identity, s.policy(q.realm)); err != nil {
+		s.storeError(q, "stored", err)
+		return
+	}
+	if !s.event(q, Event{Kind: "stored", User: user, Source: "stored", Token: short(tok), Detail: "by=" + who}) {
+		return
+	}
+	replyParts(q.w, http.StatusOK, tok, "\n", identity)
+}
+
+// current returns the record of a current token or answers 403 (400 for a
+// missing or malformed token).
+func (s *Server) current(q *request) (tokens.Record, bool) {
+	tok, missing, handled := q.token()
+	if handled {
+		return tokens.Record{}, false
+	}
+	if missing {
+		reply(q.w, http.StatusBadRequest, "ERR: missing token\n")
+		return tokens.Record{}, false
+	}
+	rec, st, err := s.o.Tokens.Validate(q.r.Context(), q.realm, tok)
+	if err != nil {
+		s.storeError(q, "valid", err)
+		return tokens.Record{}, false
+	}
+	if st != tokens.Current {
+		reply(q.w, http.StatusForbidden, "")
+		return tokens.Record{}, false
+	}
+	return rec, true
+}
+
+func (s *Server) genKey(q *request) {
+	rec, ok := s.current(q)
+	if !ok {
+		return
+	}
+	key := make([]byte, 64)
+	rand.Read(key)
+	if err := s.o.Tokens.Store().PutKey(q.r.Context(), q.realm, rec.Identity, key); err != nil {
+		s.storeError(q, "gen_key", err)
+		return
+	}
+	if !s.event(q, Event{Kind: "gen_key", User: rec.User}) {
+		return
+	}
+	reply(q.w, http.StatusOK, hex.EncodeToString(key))
+}
+
+func (s *Server) getKey(q *request) {
+	rec, ok := s.current(q)
+	if !ok {
+		return
+	}
+	key, err := s.o.Tokens.Store().GetKey(q.r.Context(), q.realm, rec.Identity)
+	if errors.Is(err, tokens.ErrNotFound) {
+		reply(q.w, http.StatusOK, "")
+		return
+	}
+	if err != nil {
+		s.storeError(q, "get_key", err)
+		return
+	}
+	reply(q.w, http.StatusOK, hex.EncodeToString(key))
+}
+
+func (s *Server) group(q *request) (string, bool) {
+	g, ok := q.need("group")
+	if !ok {
+		return "", false
+	}
+	if !printable(g, 256) {
+		reply(q.w, http.StatusBadRequest, "ERR: invalid group\n")
+		return "", false
+	}
+	return g, true
+}
+
+func (s *Server) createGroup(q *request) {
+	g, ok := s.group(q)
+	if !ok {
+		return
+	}
+	rec, ok := s.current(q)
+	if !ok {
+		return
+	}
+	key := make([]byte, 32)
+	rand.Read(key)
+	err := s.o.Tokens.Store().CreateGroup(q.r.Context(), q.realm, g, rec.User, []byte(hex.EncodeToString(key)))
+	if errors.Is(err, tokens.ErrGroupExists) {
+		reply(q.w, http.StatusForbidden, "ERROR: group exists")
+		return
+	}
+	if err != nil {
+		s.storeError(q, "create_group", err)
+		return
+	}
+	if !s.event(q, Event{Kind: "create_group", User: rec.User, Detail: "group=" + g}) {
+		return
+	}
+	reply(q.w, http.StatusOK, "OK\n")
+}
+
+// userList splits a comma-separated list, skipping empty names. A name with
+// control characters makes the whole request invalid.
+func userList(v string) ([]string, bool) {
+	var out []string
+	for _, u := range strings.Split(v, ",") {
+		if u == "" {
+			continue
+		}
+		if authn.ValidUser(u) != nil {
+			return nil, false
+		}
+		out = append(out, u)
+	}
+	return out, true
+}
+
+func (s *Server) modGroup(q *request) {
+	g, ok := s.group(q)
+	if !ok {
+		return
+	}
+	rec, ok := s.current(q)
+	if !ok {
+		return
+	}
+	admin, _, err := s.o.Tokens.Store().GroupRole(q.r.Context(), q.realm, g, rec.User)
+	if err != nil {
+		s.storeError(q, "mod_group", err)
+		return
+	}
+	if !admin {
+		reply(q.w, http.StatusForbidden, "")
+		return
+	}
+	var lists [3][]string
+	for i, name := range []string{"add_members", "add_admins", "remove"} {
+		v, _ := q.p.get(name)
+		if lists[i], ok = userList(v); !ok {
+			reply(q.w, http.StatusBadRequest, "ERR: invalid user in "+name+"\n")
+			return
+		}
+	}
+	answer := "OK\n"
+	remove := lists[2][:0:0]
+	for _, u := range lists[2] {
+		if u == rec.User {
+			answer = "WARN: self-removal ignored\n"
+			continue
+		}
+		remove = append(remove, u)
+	}
+	if err := s.o.Tokens.Store().ModGroup(q.r.Context(), q.realm, g, lists[0], lists[1], remove); err != nil {
+		s.storeError(q, "mod_group", err)
+		return
+	}
+	detail := "group=" + g + " add_members=" + strings.Join(lists[0], ",") + " add_admins=" + strings.Join(lists[1], ",") + " remove=" + strings.Join(remove, ",")
+	if !s.event(q, Event{Kind: "mod_group", User: rec.User, Detail: detail}) {
+		return
+	}
+	reply(q.w, http.StatusOK, answer)
+}
+
+func (s *Server) groupHash(q *request) {
+	g, ok := s.group(q)
+	if !ok {
+		return
+	}
+	rec, ok := s.current(q)
+	if !ok {
+		return
+	}
+	admin, member, err := s.o.Tokens.Store().GroupRole(q.r.Context(), q.realm, g, rec.User)
+	if err != nil {
+		s.storeError(q, "group_hash", err)
+		return
+	}
+	if !admin && !member {
+		reply(q.w, http.StatusForbidden, "")
+		return
+	}
+	key, err := s.o.Tokens.Store().GroupKey(q.r.Context(), g)
+	if err != nil {
+		s.storeError(q, "group_hash", err)
+		return
+	}
+	salt, _ := q.p.get("salt")
+	h := sha256.New()
+	h.Write([]byte(salt))
+	h.Write([]byte{'\n'})
+	h.Write(key)
+	reply(q.w, http.StatusOK, hex.EncodeToString(h.Sum(nil))+"\n")
+}
+
+// clientAddr is the peer's IP address as text.
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func isLoopback(r *http.Request) bool {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	return err == nil && ap.Addr().Unmap().IsLoopback()
+}
+
+// statusWriter records the status for the Request hook.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
