@@ -128,9 +128,9 @@ func TestFirstRDNValue(t *testing.T) {
 	for dn, want := range map[string]string{
 		"cn=staff,ou=groups,dc=example,dc=org": "staff",
 		`cn=a\,b+ou=x,dc=org`:                  "a,b",
-		"CN=Domain Users,CN=Users,DC=corp":      "Domain Users",
-		"cn=line\\0abreak,dc=org":               "",
-		"not a dn":                              "",
+		"CN=Domain Users,CN=Users,DC=corp":     "Domain Users",
+		"cn=line\\0abreak,dc=org":              "",
+		"not a dn":                             "",
 	} {
 		got, ok := firstRDNValue(dn)
 		if got != want && !(want == "" && !ok) {

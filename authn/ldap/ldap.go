@@ -10,6 +10,26 @@
 // compared with a separate connection, and a pooled connection is never left
 // bound as a user: after a user's bind (good or bad password) it is either
 // the service account's again or closed.
+//
+// A configuration, as a [modules.NAME] section of sks's TOML file:
+//
+//	[modules.corp]
+//	type = "ldap"
+//	urls = ["ldaps://ldap1.example.org", "ldaps://ldap2.example.org"]
+//	ca_file = "/etc/sks/ldap-ca.pem"
+//	bind_dn = "cn=sks,ou=services,dc=example,dc=org"
+//	bind_password_file = "/etc/sks/ldap-bind.pw"   # chmod 600
+//	base_dn = "ou=people,dc=example,dc=org"
+//	user_filter = "(&(objectClass=posixAccount)(uid=%s))"
+//	user_attribute = "uid"
+//	group_attribute = "memberOf"
+//	timeout = "5s"
+//	pool_size = 4
+//	attributes = { uidNumber = "uid", gidNumber = "gid" }
+//
+// Direct bind instead of the search: user_dn_template =
+// "uid=%s,ou=people,dc=example,dc=org", with groups from group_base_dn and
+// group_filter = "(member=%s)" if the directory has no memberOf.
 package ldap
 
 import (
@@ -18,6 +38,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"time"
@@ -89,8 +110,8 @@ func Open(cfg Config, log *slog.Logger) (*LDAP, error) {
 }
 
 func hostOf(addr string) string {
-	i := strings.LastIndexByte(addr, ':')
-	return strings.TrimSuffix(strings.TrimPrefix(addr[:i], "["), "]")
+	host, _, _ := net.SplitHostPort(addr)
+	return host
 }
 
 // Close closes the pooled connections. Logins still running finish; later
@@ -122,9 +143,11 @@ func (l *LDAP) Login(ctx context.Context, user, password string) (authn.Identity
 		reused, ops := c.reused, c.ops
 		l.pool.put(c)
 		var oe *opError
-		if err != nil && attempt == 0 && reused && ops == 0 && ctx.Err() == nil && errors.As(err, &oe) && !oe.timeout {
+		if err != nil && attempt < l.cfg.PoolSize && reused && ops == 0 && ctx.Err() == nil && errors.As(err, &oe) && !oe.timeout {
 			// The pooled connection died while idle (server restart, idle
-			// timeout): its first request failed fast. One fresh try.
+			// timeout) and its first request failed fast: try the next
+			// one, at worst a new connection. A timeout is not retried, so
+			// a hung server costs one timeout, not several.
 			l.log.Debug("pooled connection was dead, retrying on a new one", "url", oe.url, "err", err)
 			continue
 		}
