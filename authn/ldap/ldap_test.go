@@ -288,6 +288,20 @@ func TestOutage(t *testing.T) {
 				t.Fatal(err)
 			}
 			login(true)
+
+			// A restart while the pool is full of idle connections: the
+			// next login must not see the dead ones.
+			var wg sync.WaitGroup
+			for range 8 {
+				wg.Go(func() { l.Login(context.Background(), "alice", alicePW) })
+			}
+			wg.Wait()
+			if n := len(l.pool.idle); n < 2 {
+				t.Logf("only %d idle connections before the restart", n)
+			}
+			s.proc.Stop()
+			s.restart(t)
+			login(true)
 			if open := l.pool.open.Load(); open > int64(l.cfg.PoolSize) {
 				t.Errorf("%d connections open, pool_size %d", open, l.cfg.PoolSize)
 			}
