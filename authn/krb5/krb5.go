@@ -347,6 +347,9 @@ func (k *Kerberos) Login(ctx context.Context, user, password string) (authn.Iden
 	}
 	log := k.log.With("principal", name+"@"+realm)
 
+	if err := ctx.Err(); err != nil {
+		return authn.Identity{}, false, fmt.Errorf("kerberos login not started: %w", err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, k.timeout)
 	defer cancel()
 	select {
@@ -397,10 +400,17 @@ func (k *Kerberos) splitPrincipal(user string) (name, realm string, ok bool) {
 	return name, realm, true
 }
 
+// The steps of a login, as error messages and logs name them.
+const (
+	stageAS     = "as exchange"            // password check, TGT
+	stageTGS    = "service ticket request" // TGS exchange for the service principal
+	stageVerify = "validation"             // decrypting that ticket with the keytab
+)
+
 // stageError says which step of a login failed, so that the same gokrb5
 // error can be read differently in the AS and the TGS exchange.
 type stageError struct {
-	stage string // "as", "tgs" or "verify"
+	stage string // one of the stage constants
 	err   error
 }
 
@@ -414,17 +424,17 @@ func (k *Kerberos) exchange(name, realm, password string) error {
 	// Destroy stops the TGT auto-renewal goroutine gokrb5 starts on Login.
 	defer cl.Destroy()
 	if err := cl.Login(); err != nil {
-		return &stageError{"as", err}
+		return &stageError{stageAS, err}
 	}
 	if k.kt == nil {
 		return nil
 	}
 	tkt, key, err := cl.GetServiceTicket(k.spn)
 	if err != nil {
-		return &stageError{"tgs", err}
+		return &stageError{stageTGS, err}
 	}
 	if err := k.verify(tkt, key, cl.Credentials.CName(), realm); err != nil {
-		return &stageError{"verify", err}
+		return &stageError{stageVerify, err}
 	}
 	return nil
 }
@@ -466,12 +476,12 @@ func (k *Kerberos) failed(log *slog.Logger, err error) (authn.Identity, bool, er
 	}
 	if errors.Is(err, ErrKDCNotVerified) {
 		log.Error("login refused: kdc answer failed validation; either a fake kdc answered or the keytab does not match the kdc", "error", err)
-		return authn.Identity{}, false, fmt.Errorf("kerberos validation failed: %w", err)
+		return authn.Identity{}, false, fmt.Errorf("kerberos login: %w", err)
 	}
 
 	code, isKDC := kdcErrorCode(err)
 	switch {
-	case isKDC && stage == "as" && isCredentialFailure(code):
+	case isKDC && stage == stageAS && isCredentialFailure(code):
 		lvl := slog.LevelDebug
 		if code == errorcode.KDC_ERR_CLIENT_REVOKED || code == errorcode.KDC_ERR_KEY_EXPIRED {
 			lvl = slog.LevelInfo // worth an administrator's eye, not the client's
@@ -484,23 +494,23 @@ func (k *Kerberos) failed(log *slog.Logger, err error) (authn.Identity, bool, er
 	case isKDC && code == errorcode.KDC_ERR_SVC_UNAVAILABLE:
 		log.Error("kdc says it is unavailable", "error", err)
 		return authn.Identity{}, false, fmt.Errorf("kerberos login: kdc unavailable: %w", authn.ErrUnavailable)
-	case isKDC && stage == "tgs" && code == errorcode.KDC_ERR_S_PRINCIPAL_UNKNOWN:
+	case isKDC && stage == stageTGS && code == errorcode.KDC_ERR_S_PRINCIPAL_UNKNOWN:
 		log.Error("service principal unknown to the kdc: create it (kadmin: addprinc -randkey "+k.spn+") and export its key to the keytab", "error", err)
-		return authn.Identity{}, false, fmt.Errorf("kerberos validation: service principal %s@%s unknown to the kdc: %w", k.spn, k.svcRealm, err)
+		return authn.Identity{}, false, fmt.Errorf("kerberos %s: service principal %s@%s unknown to the kdc: %w", stage, k.spn, k.svcRealm, err)
 	case isKDC:
 		log.Error("kdc refused the request", "stage", stage, "reason", errorcode.Lookup(code), "error", err)
-		return authn.Identity{}, false, fmt.Errorf("kerberos %s exchange refused by the kdc: %w", stage, err)
+		return authn.Identity{}, false, fmt.Errorf("kerberos %s refused by the kdc: %w", stage, err)
 	case rootCause(err) == krberror.NetworkingError:
 		log.Error("kdc unreachable: check kdc= in krb5.conf and that the kdc is running", "stage", stage, "error", err)
-		return authn.Identity{}, false, fmt.Errorf("kerberos %s exchange: kdc unreachable: %w", stage, authn.ErrUnavailable)
-	case stage == "as" && rootCause(err) == krberror.DecryptingError:
+		return authn.Identity{}, false, fmt.Errorf("kerberos %s: kdc unreachable: %w", stage, authn.ErrUnavailable)
+	case stage == stageAS && rootCause(err) == krberror.DecryptingError:
 		// Without preauth the KDC answers any password and the client finds
 		// out when the reply does not decrypt: a wrong password.
 		log.Debug("login failed", "reason", "reply not decryptable with the password")
 		return authn.Identity{}, false, nil
 	default:
 		log.Error("kerberos login failed", "stage", stage, "error", err)
-		return authn.Identity{}, false, fmt.Errorf("kerberos %s exchange: %w", stage, err)
+		return authn.Identity{}, false, fmt.Errorf("kerberos %s: %w", stage, err)
 	}
 }
 

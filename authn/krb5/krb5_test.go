@@ -458,18 +458,18 @@ func TestClassify(t *testing.T) {
 		wantErr     bool
 		unavailable bool
 	}{
-		{"preauth failed", kdcErr("as", errorcode.KDC_ERR_PREAUTH_FAILED), false, false},
-		{"unknown principal", kdcErr("as", errorcode.KDC_ERR_C_PRINCIPAL_UNKNOWN), false, false},
-		{"revoked", kdcErr("as", errorcode.KDC_ERR_CLIENT_REVOKED), false, false},
-		{"key expired", kdcErr("as", errorcode.KDC_ERR_KEY_EXPIRED), false, false},
-		{"typed KRBError", &stageError{"as", messages.KRBError{ErrorCode: errorcode.KDC_ERR_PREAUTH_FAILED}}, false, false},
-		{"clock skew from the kdc", kdcErr("as", errorcode.KRB_AP_ERR_SKEW), true, true},
-		{"clock skew seen by gokrb5", &stageError{"as", krberror.NewErrorf(krberror.KRBMsgError, "clock skew with KDC too large. Greater than 300 seconds")}, true, true},
-		{"kdc unreachable", &stageError{"as", krberror.Errorf(errors.New("dial"), krberror.NetworkingError, "AS Exchange Error: failed sending AS_REQ to KDC")}, true, true},
-		{"service principal unknown", kdcErr("tgs", errorcode.KDC_ERR_S_PRINCIPAL_UNKNOWN), true, false},
-		{"etype not supported", kdcErr("as", errorcode.KDC_ERR_ETYPE_NOSUPP), true, false},
-		{"wrong password without preauth", &stageError{"as", krberror.Errorf(errors.New("integrity"), krberror.DecryptingError, "error decrypting EncPart of AS_REP")}, false, false},
-		{"not verified", &stageError{"verify", ErrKDCNotVerified}, true, false},
+		{"preauth failed", kdcErr(stageAS, errorcode.KDC_ERR_PREAUTH_FAILED), false, false},
+		{"unknown principal", kdcErr(stageAS, errorcode.KDC_ERR_C_PRINCIPAL_UNKNOWN), false, false},
+		{"revoked", kdcErr(stageAS, errorcode.KDC_ERR_CLIENT_REVOKED), false, false},
+		{"key expired", kdcErr(stageAS, errorcode.KDC_ERR_KEY_EXPIRED), false, false},
+		{"typed KRBError", &stageError{stageAS, messages.KRBError{ErrorCode: errorcode.KDC_ERR_PREAUTH_FAILED}}, false, false},
+		{"clock skew from the kdc", kdcErr(stageAS, errorcode.KRB_AP_ERR_SKEW), true, true},
+		{"clock skew seen by gokrb5", &stageError{stageAS, krberror.NewErrorf(krberror.KRBMsgError, "clock skew with KDC too large. Greater than 300 seconds")}, true, true},
+		{"kdc unreachable", &stageError{stageAS, krberror.Errorf(errors.New("dial"), krberror.NetworkingError, "AS Exchange Error: failed sending AS_REQ to KDC")}, true, true},
+		{"service principal unknown", kdcErr(stageTGS, errorcode.KDC_ERR_S_PRINCIPAL_UNKNOWN), true, false},
+		{"etype not supported", kdcErr(stageAS, errorcode.KDC_ERR_ETYPE_NOSUPP), true, false},
+		{"wrong password without preauth", &stageError{stageAS, krberror.Errorf(errors.New("integrity"), krberror.DecryptingError, "error decrypting EncPart of AS_REP")}, false, false},
+		{"not verified", &stageError{stageVerify, ErrKDCNotVerified}, true, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
