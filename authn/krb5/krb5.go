@@ -286,7 +286,8 @@ func loadKeytab(path string, svc types.PrincipalName, realm string) (*keytab.Key
 		}
 		name := strconv.Itoa(int(e.Key.KeyType))
 		for n, id := range etypeID.ETypesByName {
-			if id == e.Key.KeyType {
+			// several aliases share an id; the longest is the full name
+			if id == e.Key.KeyType && (len(n) > len(name) || (len(n) == len(name) && n < name)) {
 				name = n
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +23,7 @@ import (
 
 	"sks/authn"
 	"sks/conf"
+	"sks/testrig"
 )
 
 // logBuf collects a module's log for assertions; safe for concurrent logins.
@@ -360,6 +362,21 @@ func TestKDCDown(t *testing.T) {
 	k.start(t)
 	if _, ok, err := m.Login(ctx, "alice", alicePW); !ok || err != nil {
 		t.Fatalf("Login after the restart = %v, %v", ok, err)
+	}
+}
+
+// TestOpenWithKDCDown: an unreachable KDC at start is a warning, not an
+// error, so that a KDC outage does not keep the whole server down.
+func TestOpenWithKDCDown(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "krb5.conf")
+	writeFile(t, path, "[libdefaults]\n default_realm = "+testRealm+"\n dns_lookup_kdc = false\n[realms]\n "+
+		testRealm+" = {\n  kdc = 127.0.0.1:"+strconv.Itoa(testrig.FreePort(t))+"\n }\n")
+	m, lb := open(t, Config{Krb5Conf: path, AcceptKDCSpoofing: true, ServicePrincipal: "HTTP/localhost"})
+	if !strings.Contains(lb.String(), "level=WARN") || !strings.Contains(lb.String(), "kdc unreachable at start") {
+		t.Errorf("no warning about the unreachable kdc:\n%s", lb)
+	}
+	if _, ok, err := m.Login(context.Background(), "alice", alicePW); ok || !errors.Is(err, authn.ErrUnavailable) {
+		t.Errorf("Login = %v, %v; want an error wrapping ErrUnavailable", ok, err)
 	}
 }
 
