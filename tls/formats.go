@@ -327,7 +327,8 @@ func decodeJKS(b []byte, password string) (*bundle, string, error) {
 		}
 		chain = append(chain, cert)
 	}
-	return &bundle{key: key, chain: chain}, alias, nil
+	// keytool stores the whole path up to the root; serve it like PKCS12.
+	return &bundle{key: key, chain: orderChain(chain[0], chain[1:])}, alias, nil
 }
 
 // parseCertsPEM returns the CERTIFICATE blocks of b in order.
