@@ -17,7 +17,7 @@ var (
 	// ErrNoPrivateKey means the material holds certificates but no key.
 	ErrNoPrivateKey = errors.New("no private key entry")
 	// ErrNoCertificate means the material holds no certificate.
-	ErrNoCertificate = errors.New("no certificate")
+	ErrNoCertificate = errors.New("no certificate found")
 	// ErrCorrupt means a file is truncated, damaged or of an unknown format.
 	ErrCorrupt = errors.New("truncated or corrupt")
 	// ErrUnsupported means a well-formed file uses something sks cannot read.

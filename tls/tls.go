@@ -387,7 +387,7 @@ func (l *Loader) load(mayPrompt bool) (*material, error) {
 			return nil, fmt.Errorf("cannot parse client CA file %s: %w", c.ClientCAFile, err)
 		}
 		if len(cas) == 0 {
-			return nil, fmt.Errorf("%w: client CA file %s holds no PEM CERTIFICATE block", ErrNoCertificate, c.ClientCAFile)
+			return nil, fmt.Errorf("cannot load client CA file %s: %w (no PEM CERTIFICATE block%s)", c.ClientCAFile, ErrNoCertificate, notPEMHint(pem))
 		}
 		m.clientCAs = x509.NewCertPool()
 		for _, ca := range cas {
@@ -439,12 +439,12 @@ func (l *Loader) loadKeystore(mayPrompt bool) (*bundle, error) {
 	f := detectFormat(data)
 	switch f {
 	case formatJCEKS:
-		return nil, fmt.Errorf("%w: keystore %s is a JCEKS keystore, which sks cannot read; convert it with keytool -importkeystore -srckeystore %s -srcstoretype JCEKS -destkeystore %s.p12 -deststoretype PKCS12",
-			ErrUnsupported, path, path, path)
+		return nil, fmt.Errorf("cannot load keystore %s: %w format JCEKS; convert it with keytool -importkeystore -srckeystore %s -srcstoretype JCEKS -destkeystore %s.p12 -deststoretype PKCS12",
+			path, ErrUnsupported, path, path)
 	case formatUnknown:
 		n := min(len(data), 8)
-		return nil, fmt.Errorf("%w: keystore %s is neither PKCS12, JKS nor PEM (it starts with %x); -tls wants a .p12/.pfx or Java keystore",
-			ErrCorrupt, path, data[:n])
+		return nil, fmt.Errorf("cannot load keystore %s: it is neither PKCS12, JKS nor PEM (it starts with %x; -tls wants a .p12/.pfx or Java keystore): %w",
+			path, data[:n], ErrCorrupt)
 	case formatPEM:
 		return l.decodePEM(data, data, "keystore "+path, "keystore "+path, mayPrompt)
 	}
@@ -484,7 +484,7 @@ func (l *Loader) decodePEM(certPEM, keyPEM []byte, certSrc, keySrc string, mayPr
 		return nil, fmt.Errorf("cannot parse %s as PEM: %w", certSrc, err)
 	}
 	if len(certs) == 0 {
-		return nil, fmt.Errorf("%w: %s holds no PEM CERTIFICATE block%s", ErrNoCertificate, certSrc, notPEMHint(certPEM))
+		return nil, fmt.Errorf("cannot load %s: %w (no PEM CERTIFICATE block%s)", certSrc, ErrNoCertificate, notPEMHint(certPEM))
 	}
 	pass := func() ([]byte, error) {
 		if l.c.KeyPassphrase != "" {
@@ -495,7 +495,7 @@ func (l *Loader) decodePEM(certPEM, keyPEM []byte, certSrc, keySrc string, mayPr
 			return nil, err
 		}
 		if !explicit {
-			return nil, fmt.Errorf("the private key in %s is encrypted: set tls.key_passphrase, or -P/-PF/-PP", keySrc)
+			return nil, errors.New("the key is encrypted but no passphrase is set (set tls.key_passphrase, or -P/-PF/-PP)")
 		}
 		return pw, nil
 	}
@@ -504,7 +504,7 @@ func (l *Loader) decodePEM(certPEM, keyPEM []byte, certSrc, keySrc string, mayPr
 	case err == ErrWrongPassword:
 		return nil, fmt.Errorf("%w for the encrypted private key in %s (set tls.key_passphrase, or -P/-PF/-PP)", ErrWrongPassword, keySrc)
 	case errors.Is(err, ErrNoPrivateKey):
-		return nil, fmt.Errorf("%w: %s holds no PEM PRIVATE KEY block%s", ErrNoPrivateKey, keySrc, notPEMHint(keyPEM))
+		return nil, fmt.Errorf("cannot load %s: %w (no PEM PRIVATE KEY block%s)", keySrc, ErrNoPrivateKey, notPEMHint(keyPEM))
 	case err != nil:
 		return nil, fmt.Errorf("cannot load the private key from %s: %w", keySrc, err)
 	}
@@ -515,13 +515,13 @@ func (l *Loader) decodePEM(certPEM, keyPEM []byte, certSrc, keySrc string, mayPr
 func notPEMHint(b []byte) string {
 	switch {
 	case len(b) == 0:
-		return " (it is empty)"
+		return "; the input is empty"
 	case detectFormat(b) == formatPKCS12:
-		return " (it looks like DER or PKCS12: give a .p12/.pfx as tls.keystore, or convert DER with openssl x509 -inform der)"
+		return "; it looks like DER or PKCS12: give a .p12/.pfx as tls.keystore, or convert DER with openssl x509 -inform der"
 	case detectFormat(b) == formatJKS:
-		return " (it is a Java keystore: give it as tls.keystore)"
+		return "; it is a Java keystore: give it as tls.keystore"
 	case bytes.Contains(b, []byte("-----BEGIN")):
-		return " (the PEM blocks there are of other types, or truncated)"
+		return "; the PEM blocks there are of other types, or truncated"
 	}
 	return ""
 }
