@@ -380,8 +380,9 @@ func parseKeyPEM(b []byte, pass func() ([]byte, error)) (crypto.PrivateKey, erro
 			return decryptPKCS8Key(blk.Bytes, passphrase)
 		case "RSA PRIVATE KEY", "EC PRIVATE KEY":
 			der := blk.Bytes
-			//lint:ignore SA1019 legacy PEM encryption is insecure but still
-			// found in the wild; the stdlib is the only well-kept decoder.
+			// Legacy "Proc-Type: 4,ENCRYPTED" keys (MD5-based KDF, no
+			// integrity) are deprecated in crypto/x509 but still found in
+			// the wild, and the stdlib remains the only well-kept decoder.
 			if x509.IsEncryptedPEMBlock(blk) { //nolint:staticcheck
 				passphrase, err := pass()
 				if err != nil {

@@ -139,7 +139,7 @@ func TestPromptTerminalPTY(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("no prompt within 30s; output %q", out.String())
 	}
-	time.Sleep(200 * time.Millisecond) // let the helper turn echo off
+	time.Sleep(500 * time.Millisecond) // let the helper turn echo off
 	io.WriteString(stdin, "typed secret\n")
 	io.ReadAll(r) // the TeeReader copies the rest into out
 	cmd.Wait()
