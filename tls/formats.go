@@ -58,11 +58,17 @@ func detectFormat(b []byte) format {
 			return formatJCEKS
 		}
 	}
-	if len(b) >= 2 && b[0] == 0x30 { // ASN.1 SEQUENCE: PKCS12 is the only DER keystore
+	// PKCS12 is the only DER keystore: an ASN.1 SEQUENCE, whose length is
+	// in long form for anything bigger than 127 bytes. Checking that keeps
+	// a PEM file with a preamble starting with "0" from counting as DER.
+	if len(b) >= 2 && b[0] == 0x30 && b[1] >= 0x80 {
 		return formatPKCS12
 	}
 	if bytes.Contains(b, []byte("-----BEGIN ")) {
 		return formatPEM
+	}
+	if len(b) >= 2 && b[0] == 0x30 {
+		return formatPKCS12
 	}
 	return formatUnknown
 }

@@ -123,3 +123,25 @@ func deterministicJKS(f *testing.F) []byte {
 	}
 	return b.Bytes()
 }
+
+func TestDetectFormat(t *testing.T) {
+	tests := []struct {
+		in   string
+		want format
+	}{
+		{"\xfe\xed\xfe\xed\x00\x00\x00\x02", formatJKS},
+		{"\xce\xce\xce\xce", formatJCEKS},
+		{"\x30\x82\x0a\x10", formatPKCS12},
+		{"\x30\x05", formatPKCS12},
+		{"-----BEGIN CERTIFICATE-----\n", formatPEM},
+		{"0 preamble\n-----BEGIN PRIVATE KEY-----\n", formatPEM},
+		{"Certificate:\n    Data:\n-----BEGIN CERTIFICATE-----\n", formatPEM},
+		{"hello", formatUnknown},
+		{"", formatUnknown},
+	}
+	for _, tt := range tests {
+		if got := detectFormat([]byte(tt.in)); got != tt.want {
+			t.Errorf("detectFormat(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
