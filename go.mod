@@ -8,7 +8,10 @@ require (
 	github.com/go-ldap/ldap/v3 v3.4.15
 	github.com/jcmturner/gokrb5/v8 v8.4.4
 	github.com/msteinert/pam/v2 v2.1.0
+	github.com/pavlo-v-chernykh/keystore-go/v4 v4.5.0
 	golang.org/x/crypto v0.58.0
+	golang.org/x/term v0.47.0
+	software.sslmate.com/src/go-pkcs12 v0.7.4
 )
 
 require (
