@@ -288,8 +288,8 @@ func TestVerifyRefusals(t *testing.T) {
 		tok  string
 		want error
 	}{
-		{"alg none", b64(`{"alg":"none","typ":"JWT","kid":"` + esKid + `"}`) + "." + payload + ".", ErrBadAlgorithm},
-		{"alg none with the real payload", b64(`{"alg":"none","kid":"` + esKid + `"}`) + "." + goodParts[1] + ".", ErrBadAlgorithm},
+		{"alg none", b64(`{"alg":"none","typ":"JWT","kid":"`+esKid+`"}`) + "." + payload + ".", ErrBadAlgorithm},
+		{"alg none with the real payload", b64(`{"alg":"none","kid":"`+esKid+`"}`) + "." + goodParts[1] + ".", ErrBadAlgorithm},
 		{"HS256 signed with the ES public key PEM", hsWith(esKid, pubPEM), ErrBadAlgorithm},
 		{"HS256 signed with the RSA public key PEM", hsWith(rsaKid, rsaPubPEM), ErrBadAlgorithm},
 		{"RS256 header on the ES256 kid", rsaSignedWithESKid(), ErrBadAlgorithm},
