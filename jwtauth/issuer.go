@@ -277,11 +277,13 @@ func (i *Issuer) Verify(token string) (*Claims, error) {
 	if len(token) > MaxTokenBytes {
 		return nil, ErrTokenTooLarge
 	}
-	t, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256, jose.RS256, jose.EdDSA})
+	// Look at alg first, so a refused algorithm ("none", HS256) is reported
+	// as such; go-jose refuses it too, but without a sentinel error.
+	if err := checkHeaderAlg(token); err != nil {
+		return nil, err
+	}
+	t, err := jwt.ParseSigned(token, signedAlgs)
 	if err != nil {
-		if strings.Contains(err.Error(), "unexpected signature algorithm") {
-			return nil, fmt.Errorf("cannot parse jwt: %w: %v", ErrBadAlgorithm, err)
-		}
 		return nil, fmt.Errorf("cannot parse jwt: %w: %v", ErrMalformed, err)
 	}
 	if len(t.Headers) != 1 {
@@ -317,6 +319,34 @@ func (i *Issuer) Verify(token string) (*Claims, error) {
 		return nil, fmt.Errorf("cannot verify jwt: %w: no exp", ErrInvalidClaims)
 	}
 	return &c, nil
+}
+
+// signedAlgs are the only algorithms Verify accepts.
+var signedAlgs = []jose.SignatureAlgorithm{jose.ES256, jose.RS256, jose.EdDSA}
+
+// checkHeaderAlg decodes the protected header of a compact JWS and refuses
+// any alg outside signedAlgs.
+func checkHeaderAlg(token string) error {
+	h64, _, ok := strings.Cut(token, ".")
+	if !ok {
+		return fmt.Errorf("cannot parse jwt: %w: not a compact JWS", ErrMalformed)
+	}
+	hb, err := base64.RawURLEncoding.DecodeString(h64)
+	if err != nil {
+		return fmt.Errorf("cannot parse jwt: %w: header is not base64url", ErrMalformed)
+	}
+	var h struct {
+		Alg string `json:"alg"`
+	}
+	if err := json.Unmarshal(hb, &h); err != nil {
+		return fmt.Errorf("cannot parse jwt: %w: header is not JSON", ErrMalformed)
+	}
+	for _, a := range signedAlgs {
+		if h.Alg == string(a) {
+			return nil
+		}
+	}
+	return fmt.Errorf("cannot parse jwt: %w: %.20q", ErrBadAlgorithm, h.Alg)
 }
 
 // published reports whether k belongs in the JWKS at now.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -234,6 +235,44 @@ func TestParseTTL(t *testing.T) {
 		got, err := parseTTL(tt.in)
 		if (err != nil) != tt.err || got != tt.want {
 			t.Errorf("parseTTL(%q) = %s, %v; want %s, error %v", tt.in, got, err, tt.want, tt.err)
+		}
+	}
+}
+
+// TestLogsCarryNoSecrets drives successes and refusals and searches the log.
+func TestLogsCarryNoSecrets(t *testing.T) {
+	var buf strings.Builder
+	priv, _ := genKey(t, "ES256")
+	i, err := Open(Config{
+		SigningKey:      priv,
+		MasterTokenFile: writeFile(t, "master", testMaster+"\n", 0o600),
+		APIKeysFile:     writeFile(t, "keys", seedKeys, 0o600),
+	}, slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(i.MintHandler())
+	defer srv.Close()
+	_, m := post(t, srv.URL, "Bearer "+testMaster, `{"type":"client"}`)
+	minted, _ := m["token"].(string)
+	post(t, srv.URL, "Bearer not-the-master-token", `{}`)
+	raw, _ := hex.DecodeString("2df1eeea370eacdc5cf7e96c2d82140d1568079a5d4d87006ec8718a98883b36")
+	apiTok := hs256(t, raw, nil, gjwt.MapClaims{"id": "001", "exp": time.Now().Add(5 * time.Second).Unix()})
+	for range 2 {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("Authorization", "Bearer "+apiTok)
+		i.AdminAuth(r)
+	}
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("Authorization", "Bearer not-the-master-token")
+	i.AdminAuth(r)
+	log := buf.String()
+	if !strings.Contains(log, "token minted") || !strings.Contains(log, "already used") {
+		t.Fatalf("log lacks the expected events:\n%s", log)
+	}
+	for _, secret := range []string{testMaster, "not-the-master-token", minted, apiTok, strings.Split(apiTok, ".")[2], "2df1eeea370eacdc"} {
+		if secret != "" && strings.Contains(log, secret) {
+			t.Errorf("log contains a secret or token %.20q...:\n%s", secret, log)
 		}
 	}
 }
