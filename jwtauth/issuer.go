@@ -1,0 +1,436 @@
+// Package jwtauth issues signed JWTs (from sessions, from a master token, or
+// offline from the key file), publishes the verification keys as a JWKS with
+// rotation, and checks machine credentials: a master token (OPAL) and HMAC
+// API keys (cyphernode).
+//
+// The library is github.com/go-jose/go-jose/v4: it has JWK and JWKS types
+// and RFC 7638 thumbprints built in, and its parser takes an explicit list
+// of acceptable algorithms, which rules out "none" and HS/RS confusion by
+// construction. golang-jwt/jwt/v5 is used only in tests, as an independent
+// verifier. The HMAC API-key tokens are parsed by hand, because cyphernode's
+// shell recipe produces tokens no JWT library accepts (padded base64 of
+// JSON with a trailing newline, hex signatures).
+package jwtauth
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+// MaxTokenBytes is the largest token accepted; longer ones are refused
+// before any parsing.
+const MaxTokenBytes = 8 << 10
+
+// Sentinel errors; match them with errors.Is.
+var (
+	ErrNoSigningKey    = errors.New("jwt signing is not configured (no [jwt] signing_key)")
+	ErrTokenTooLarge   = errors.New("token too large")
+	ErrMalformed       = errors.New("malformed token")
+	ErrBadAlgorithm    = errors.New("algorithm not accepted")
+	ErrUnknownKey      = errors.New("unknown key id")
+	ErrBadSignature    = errors.New("bad signature")
+	ErrExpired         = errors.New("token expired")
+	ErrTooFarAhead     = errors.New("token expiry too far ahead")
+	ErrReplay          = errors.New("token already used")
+	ErrInvalidClaims   = errors.New("invalid claims")
+	ErrTTLTooLong      = errors.New("lifetime exceeds max_ttl")
+	ErrNoCredential    = errors.New("no bearer credential")
+	ErrNotConfigured   = errors.New("credential type not configured")
+	ErrReplayCacheFull = errors.New("replay cache full")
+)
+
+// verifyLeeway is the clock skew tolerated when checking exp, nbf and iat of
+// JWTs this server signed.
+const verifyLeeway = 30 * time.Second
+
+// pubKey is one key in the JWKS.
+type pubKey struct {
+	jwk       jose.JSONWebKey
+	alg       jose.SignatureAlgorithm
+	retiredAt time.Time // zero for the active key
+}
+
+// Issuer signs tokens, serves the JWKS and checks machine credentials.
+// Its methods are safe for concurrent use.
+//
+// An Issuer opened without signing_key is valid: the JWKS lists retired keys
+// only, AdminAuth and API keys work, and every signing method returns
+// ErrNoSigningKey (MintHandler answers 503).
+type Issuer struct {
+	cfg    Config
+	log    *slog.Logger
+	signer jose.Signer // nil without a signing key
+	active *pubKey
+	keys   []pubKey // active first, then retired in config order
+	master *[sha256.Size]byte
+	api    *APIKeys
+
+	mu  sync.RWMutex
+	now func() time.Time
+}
+
+// Open checks cfg, loads the keys and credential files it names and returns
+// an Issuer. All state comes from cfg and files, so a restart with the old
+// key moved to retired_keys continues a rotation.
+func Open(cfg Config, log *slog.Logger) (*Issuer, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("jwt configuration: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	i := &Issuer{cfg: cfg, log: log.With("module", "jwt"), now: time.Now}
+	seen := map[string]bool{}
+	if cfg.SigningKey != "" {
+		priv, err := loadPrivateKey(cfg.SigningKey, cfg.SigningKeyPassphrase)
+		if err != nil {
+			return nil, err
+		}
+		jwk, err := publicJWK(priv.Public())
+		if err != nil {
+			return nil, fmt.Errorf("signing key: %w", err)
+		}
+		alg := jose.SignatureAlgorithm(jwk.Algorithm)
+		if cfg.Algorithm != "" && cfg.Algorithm != string(alg) {
+			return nil, fmt.Errorf("signing key is a %s key but algorithm is %s", alg, cfg.Algorithm)
+		}
+		i.signer, err = jose.NewSigner(
+			jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: priv, KeyID: jwk.KeyID, Algorithm: string(alg)}},
+			(&jose.SignerOptions{}).WithType("JWT"))
+		if err != nil {
+			return nil, fmt.Errorf("cannot create signer: %w", err)
+		}
+		i.keys = append(i.keys, pubKey{jwk: jwk, alg: alg})
+		i.active = &i.keys[0]
+		seen[jwk.KeyID] = true
+		i.log.Info("jwt signing key loaded", "alg", alg, "kid", jwk.KeyID)
+	}
+	for n, rk := range cfg.RetiredKeys {
+		pub, err := loadPublicKey(rk.PublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("retired_keys[%d]: %w", n, err)
+		}
+		jwk, err := publicJWK(pub)
+		if err != nil {
+			return nil, fmt.Errorf("retired_keys[%d]: %w", n, err)
+		}
+		if seen[jwk.KeyID] {
+			i.log.Warn("retired key is listed twice or is the signing key; ignoring the duplicate", "index", n, "kid", jwk.KeyID)
+			continue
+		}
+		seen[jwk.KeyID] = true
+		i.keys = append(i.keys, pubKey{jwk: jwk, alg: jose.SignatureAlgorithm(jwk.Algorithm), retiredAt: rk.RetiredAt})
+	}
+	if i.active != nil {
+		i.active = &i.keys[0] // keys may have been reallocated
+	}
+	if cfg.MasterTokenFile != "" {
+		b, err := readSecretFile(expandHome(cfg.MasterTokenFile))
+		if err != nil {
+			return nil, fmt.Errorf("cannot read master token: %w", err)
+		}
+		tok, _, _ := strings.Cut(string(b), "\n")
+		tok = strings.TrimSpace(tok)
+		if tok == "" {
+			return nil, fmt.Errorf("master token file %s is empty (sks generate-secret makes one)", cfg.MasterTokenFile)
+		}
+		if len(tok) < 20 {
+			i.log.Warn("master token is short; sks generate-secret makes a strong one", "length", len(tok))
+		}
+		d := sha256.Sum256([]byte(tok))
+		i.master = &d
+	}
+	if cfg.APIKeysFile != "" {
+		a, err := LoadAPIKeys(cfg.APIKeysFile, cfg.HMACMaxAhead.Duration, i.log)
+		if err != nil {
+			return nil, err
+		}
+		i.api = a
+	}
+	return i, nil
+}
+
+// SetClock replaces the clock (time.Now) of the Issuer and its API keys; for
+// tests. Call it before serving.
+func (i *Issuer) SetClock(now func() time.Time) {
+	i.mu.Lock()
+	i.now = now
+	i.mu.Unlock()
+	if i.api != nil {
+		i.api.SetClock(now)
+	}
+}
+
+func (i *Issuer) clock() time.Time {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	return i.now()
+}
+
+// Enabled reports whether a signing key is configured.
+func (i *Issuer) Enabled() bool { return i != nil && i.signer != nil }
+
+// KeyID returns the kid of the active signing key, or "" without one.
+func (i *Issuer) KeyID() string {
+	if i.active == nil {
+		return ""
+	}
+	return i.active.jwk.KeyID
+}
+
+// APIKeys returns the HMAC API keys, or nil when api_keys_file is not set.
+func (i *Issuer) APIKeys() *APIKeys { return i.api }
+
+// reserved are the claims the server sets itself.
+var reserved = map[string]bool{"iss": true, "sub": true, "aud": true, "exp": true, "nbf": true, "iat": true, "jti": true}
+
+// Mint signs a token for sub with the given extra claims and lifetime
+// (0 means max_ttl; longer than max_ttl is refused with ErrTTLTooLong,
+// because retired keys are published only for max_ttl). Extra claims may
+// not set iss, sub, aud, exp, nbf, iat or jti. It returns the token and its
+// expiry.
+func (i *Issuer) Mint(sub string, claims map[string]any, ttl time.Duration) (string, time.Time, error) {
+	if !i.Enabled() {
+		return "", time.Time{}, ErrNoSigningKey
+	}
+	if ttl == 0 {
+		ttl = i.cfg.MaxTTL.Duration
+	}
+	if ttl < 0 {
+		return "", time.Time{}, fmt.Errorf("%w: lifetime %s is negative", ErrInvalidClaims, ttl)
+	}
+	if ttl > i.cfg.MaxTTL.Duration {
+		return "", time.Time{}, fmt.Errorf("%w: %s is longer than %s", ErrTTLTooLong, ttl, i.cfg.MaxTTL.Duration)
+	}
+	for k := range claims {
+		if reserved[k] {
+			return "", time.Time{}, fmt.Errorf("%w: claim %q is set by the server", ErrInvalidClaims, k)
+		}
+	}
+	now := i.clock().Truncate(time.Second)
+	exp := now.Add(ttl)
+	std := jwt.Claims{
+		Issuer:    i.cfg.Issuer,
+		Subject:   sub,
+		Audience:  jwt.Audience(i.cfg.Audience),
+		IssuedAt:  jwt.NewNumericDate(now),
+		NotBefore: jwt.NewNumericDate(now),
+		Expiry:    jwt.NewNumericDate(exp),
+		ID:        base64.RawURLEncoding.EncodeToString(randomBytes(16)),
+	}
+	b := jwt.Signed(i.signer).Claims(std)
+	if len(claims) > 0 {
+		b = b.Claims(maps.Clone(claims))
+	}
+	tok, err := b.Serialize()
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("cannot sign token: %w", err)
+	}
+	if len(tok) > MaxTokenBytes {
+		return "", time.Time{}, fmt.Errorf("%w: %d bytes with these claims, at most %d", ErrTokenTooLarge, len(tok), MaxTokenBytes)
+	}
+	i.log.Debug("jwt issued", "sub", sub, "jti", std.ID, "exp", exp, "kid", i.active.jwk.KeyID)
+	return tok, exp, nil
+}
+
+// SessionJWT signs a short-lived (session_ttl) token describing a session:
+// sub, realm, roles, source and sid (pass a short hash of the session
+// token, never the token), plus iat, nbf, exp, jti and the configured iss
+// and aud. It returns the token and its expiry.
+func (i *Issuer) SessionJWT(sub, realm, source, sid string, roles []string) (string, time.Time, error) {
+	if roles == nil {
+		roles = []string{}
+	}
+	return i.Mint(sub, map[string]any{"realm": realm, "source": source, "sid": sid, "roles": roles}, i.cfg.SessionTTL.Duration)
+}
+
+// Claims are the verified contents of a token signed by this server.
+type Claims struct {
+	jwt.Claims
+	Realm  string   `json:"realm,omitempty"`
+	Source string   `json:"source,omitempty"`
+	SID    string   `json:"sid,omitempty"`
+	Roles  []string `json:"roles,omitempty"`
+	// Extra holds every claim, including the ones above, as decoded JSON.
+	Extra map[string]any `json:"-"`
+}
+
+// Verify checks a JWT signed by the active key or a still-published retired
+// key: size, algorithm (only the key's own asymmetric algorithm; never
+// "none" or HS*), kid (looked up in memory only), signature, and exp, nbf,
+// iss and aud with 30s leeway.
+func (i *Issuer) Verify(token string) (*Claims, error) {
+	if len(token) > MaxTokenBytes {
+		return nil, ErrTokenTooLarge
+	}
+	// Look at alg first, so a refused algorithm ("none", HS256) is reported
+	// as such; go-jose refuses it too, but without a sentinel error.
+	if err := checkHeaderAlg(token); err != nil {
+		return nil, err
+	}
+	t, err := jwt.ParseSigned(token, signedAlgs)
+	if err != nil {
+		return nil, fmt.Errorf("cannot parse jwt: %w: %v", ErrMalformed, err)
+	}
+	if len(t.Headers) != 1 {
+		return nil, fmt.Errorf("cannot parse jwt: %w: want one signature", ErrMalformed)
+	}
+	h := t.Headers[0]
+	now := i.clock()
+	var key *pubKey
+	for n := range i.keys {
+		if i.keys[n].jwk.KeyID == h.KeyID && i.published(&i.keys[n], now) {
+			key = &i.keys[n]
+			break
+		}
+	}
+	if key == nil {
+		return nil, fmt.Errorf("cannot verify jwt: %w %.64q", ErrUnknownKey, h.KeyID)
+	}
+	if h.Algorithm != string(key.alg) {
+		return nil, fmt.Errorf("cannot verify jwt: %w: %s with a %s key", ErrBadAlgorithm, h.Algorithm, key.alg)
+	}
+	var c Claims
+	if err := t.Claims(key.jwk.Key, &c, &c.Extra); err != nil {
+		return nil, fmt.Errorf("cannot verify jwt: %w: %v", ErrBadSignature, err)
+	}
+	exp := jwt.Expected{Issuer: i.cfg.Issuer, AnyAudience: jwt.Audience(i.cfg.Audience), Time: now}
+	if err := c.ValidateWithLeeway(exp, verifyLeeway); err != nil {
+		if errors.Is(err, jwt.ErrExpired) {
+			return nil, fmt.Errorf("cannot verify jwt: %w", ErrExpired)
+		}
+		return nil, fmt.Errorf("cannot verify jwt: %w: %v", ErrInvalidClaims, err)
+	}
+	if c.Expiry == nil {
+		return nil, fmt.Errorf("cannot verify jwt: %w: no exp", ErrInvalidClaims)
+	}
+	return &c, nil
+}
+
+// signedAlgs are the only algorithms Verify accepts.
+var signedAlgs = []jose.SignatureAlgorithm{jose.ES256, jose.RS256, jose.EdDSA}
+
+// checkHeaderAlg decodes the protected header of a compact JWS and refuses
+// any alg outside signedAlgs.
+func checkHeaderAlg(token string) error {
+	h64, _, ok := strings.Cut(token, ".")
+	if !ok {
+		return fmt.Errorf("cannot parse jwt: %w: not a compact JWS", ErrMalformed)
+	}
+	hb, err := base64.RawURLEncoding.DecodeString(h64)
+	if err != nil {
+		return fmt.Errorf("cannot parse jwt: %w: header is not base64url", ErrMalformed)
+	}
+	var h struct {
+		Alg string `json:"alg"`
+	}
+	if err := json.Unmarshal(hb, &h); err != nil {
+		return fmt.Errorf("cannot parse jwt: %w: header is not JSON", ErrMalformed)
+	}
+	for _, a := range signedAlgs {
+		if h.Alg == string(a) {
+			return nil
+		}
+	}
+	return fmt.Errorf("cannot parse jwt: %w: %.20q", ErrBadAlgorithm, h.Alg)
+}
+
+// published reports whether k belongs in the JWKS at now.
+func (i *Issuer) published(k *pubKey, now time.Time) bool {
+	return k.retiredAt.IsZero() || k.retiredAt.Add(i.cfg.MaxTTL.Duration).After(now)
+}
+
+// JWKS returns the key set as published now: the active key and each retired
+// key whose retired_at + max_ttl is still ahead.
+func (i *Issuer) JWKS() jose.JSONWebKeySet {
+	now := i.clock()
+	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{}}
+	for n := range i.keys {
+		if i.published(&i.keys[n], now) {
+			set.Keys = append(set.Keys, i.keys[n].jwk)
+		}
+	}
+	return set
+}
+
+// JWKSHandler serves the JWKS (RFC 7517) for GET and HEAD; mount it at
+// /.well-known/jwks.json and /jwks.json. Verifiers such as Temporal refresh
+// it periodically, so responses may be cached for a minute.
+func (i *Issuer) JWKSHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		b, err := json.Marshal(i.JWKS())
+		if err != nil {
+			i.log.Error("cannot encode jwks", "err", err)
+			http.Error(w, "internal error", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		w.Write(append(b, '\n'))
+	})
+}
+
+// bearer returns the credential of an "Authorization: Bearer" header.
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
+
+// checkMaster compares tok with the master token in constant time: both are
+// hashed first, so neither content nor length leaks through timing.
+func (i *Issuer) checkMaster(tok string) bool {
+	if i.master == nil {
+		return false
+	}
+	d := sha256.Sum256([]byte(tok))
+	return subtle.ConstantTimeCompare(d[:], i.master[:]) == 1
+}
+
+// AdminAuth checks the request's "Authorization: Bearer" credential: the
+// master token (who is "master") or an HMAC API-key token (who is
+// "apikey:<id>"; the token is then spent, see APIKeys.VerifyToken). Client
+// certificates are the TLS layer's business. Failures are logged at debug
+// level without the credential.
+func (i *Issuer) AdminAuth(r *http.Request) (who string, ok bool) {
+	tok, ok := bearer(r)
+	if !ok {
+		return "", false
+	}
+	if i.checkMaster(tok) {
+		return "master", true
+	}
+	if i.api != nil && strings.Count(tok, ".") == 2 {
+		id, err := i.api.VerifyToken(tok)
+		if err == nil {
+			return "apikey:" + id, true
+		}
+		i.log.Debug("admin credential refused", "reason", err, "token", shortHash(tok))
+		return "", false
+	}
+	i.log.Debug("admin credential refused", "reason", "not the master token", "token", shortHash(tok))
+	return "", false
+}
