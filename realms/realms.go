@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"sks/authn"
+	"sks/authn/krb5"
+	"sks/authn/ldap"
 	"sks/authn/pam"
 	"sks/authn/static"
 	"sks/conf"
@@ -113,6 +115,21 @@ func openModule(cfg *conf.Config, spec conf.ModuleSpec, log *slog.Logger) (authn
 			c.Dir = cfg.PAMDir
 		}
 		return pam.Open(c, log)
+	case "ldap":
+		var c ldap.Config
+		if err := spec.Decode(&c); err != nil {
+			return nil, err
+		}
+		return ldap.Open(c, log)
+	case "kerberos", "krb5":
+		var c krb5.Config
+		if err := spec.Decode(&c); err != nil {
+			return nil, err
+		}
+		if c.Krb5Conf == "" {
+			c.Krb5Conf = cfg.Krb5Conf
+		}
+		return krb5.Open(c, log)
 	case "static":
 		var c static.Config
 		if err := spec.Decode(&c); err != nil {
