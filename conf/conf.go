@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"sks/jwtauth"
 )
 
 // Duration is a time.Duration written in TOML as a string such as "8h" or "90s".
@@ -64,6 +66,8 @@ type Config struct {
 	TLS    TLS              `toml:"tls"`
 	HTTP   HTTP             `toml:"http"`
 	Realms map[string]Realm `toml:"realms"`
+	// JWT configures signed tokens, the master token and HMAC API keys.
+	JWT jwtauth.Config `toml:"jwt"`
 
 	// Modules are the login modules by name, as clients spell them in module=.
 	Modules map[string]ModuleSpec `toml:"-"`
