@@ -2,6 +2,7 @@ package tokens
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -110,7 +111,7 @@ func (s *Badger) Dump(ctx context.Context, fn func(Entry) error) error {
 			if err != nil {
 				return fmt.Errorf("cannot read store entry: %w", err)
 			}
-			e, ok, err := s.badgerEntry(item.Key(), v, item.ExpiresAt())
+			e, ok, err := s.badgerEntry(txn, item.Key(), v, item.ExpiresAt())
 			if err != nil {
 				return fmt.Errorf("cannot dump store entry %q: %w", item.Key(), err)
 			}
@@ -125,8 +126,10 @@ func (s *Badger) Dump(ctx context.Context, fn func(Entry) error) error {
 	})
 }
 
-// badgerEntry parses one key/value; ok is false for an expired token.
-func (s *Badger) badgerEntry(key, v []byte, expiresAt uint64) (e Entry, ok bool, err error) {
+// badgerEntry parses one key/value; ok is false for an expired token and
+// for a current pointer whose token is gone (the pointer's TTL is rounded
+// up to whole seconds, so it can outlive its token briefly).
+func (s *Badger) badgerEntry(txn *badger.Txn, key, v []byte, expiresAt uint64) (e Entry, ok bool, err error) {
 	if len(key) == 0 {
 		return e, false, errCorrupt
 	}
@@ -162,6 +165,11 @@ func (s *Badger) badgerEntry(key, v []byte, expiresAt uint64) (e Entry, ok bool,
 			return e, false, errCorrupt
 		}
 		copy(e.Hash[:], v)
+		if _, _, err := s.getRecord(txn, tokenKey(e.Realm, e.Hash)); errors.Is(err, ErrNotFound) {
+			return e, false, nil
+		} else if err != nil {
+			return e, false, err
+		}
 		if expiresAt != 0 {
 			e.Expires = time.Unix(int64(expiresAt), 0)
 		}
@@ -315,12 +323,11 @@ func (s *Redis) dumpKey(ctx context.Context, c redis.Cmdable, key string, fn fun
 	}
 	switch {
 	case tagKind == 'r' && strings.HasPrefix(rest, ":t:"):
-		e := Entry{Kind: EntryToken, Realm: name}
-		if h, err := parseHex(rest[3:]); err != nil {
+		h, err := parseHex(rest[3:])
+		if err != nil {
 			return bad
-		} else {
-			e.Hash = h
 		}
+		e := Entry{Kind: EntryToken, Realm: name, Hash: h}
 		b, ok, err := get()
 		if err != nil || !ok {
 			return err
@@ -340,6 +347,12 @@ func (s *Redis) dumpKey(ctx context.Context, c redis.Cmdable, key string, fn fun
 		}
 		if e.Hash, err = parseHex(string(b)); err != nil {
 			return fmt.Errorf("cannot dump redis key %q: %w", key, err)
+		}
+		// Leave out a pointer to a token that is gone, as Badger does.
+		if n, err := c.Exists(cctx, s.tokenKey(name, e.Hash)).Result(); err != nil {
+			return s.fail(ctx, "dump "+key, err)
+		} else if n == 0 {
+			return nil
 		}
 		ttl, err := c.PTTL(cctx, key).Result()
 		if err != nil {
@@ -378,15 +391,11 @@ func (s *Redis) dumpKey(ctx context.Context, c redis.Cmdable, key string, fn fun
 
 func parseHex(s string) (Hash, error) {
 	var h Hash
-	if len(s) != 2*len(h) {
+	if len(s) != hex.EncodedLen(len(h)) {
 		return h, errCorrupt
 	}
-	for i := range h {
-		v, err := strconv.ParseUint(s[2*i:2*i+2], 16, 8)
-		if err != nil {
-			return h, errCorrupt
-		}
-		h[i] = byte(v)
+	if _, err := hex.Decode(h[:], []byte(s)); err != nil {
+		return h, errCorrupt
 	}
 	return h, nil
 }
@@ -411,7 +420,7 @@ func (s *Redis) Load(ctx context.Context, e Entry) error {
 	case EntryToken:
 		err = set(s.tokenKey(e.Realm, e.Hash), encodeRecord(e.Record), e.Record.Expires)
 	case EntryCurrent:
-		err = set(s.currentKey(e.Realm, e.Name), fmt.Sprintf("%x", e.Hash[:]), e.Expires)
+		err = set(s.currentKey(e.Realm, e.Name), hex.EncodeToString(e.Hash[:]), e.Expires)
 	case EntryKey:
 		err = s.c.HSet(ctx, s.keysKey(e.Realm), e.Name, e.Value).Err()
 	case EntryGroup:
