@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"sks/testrig"
 	"sks/tokens"
 	"sks/tokens/storetest"
@@ -388,4 +390,141 @@ func must(t testing.TB, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestRedisSentinelFailover: with a master, a replica and one sentinel, a
+// store in sentinel mode follows the failover after the master is killed,
+// keeps the replicated token, and takes new logins, without being reopened.
+func TestRedisSentinelFailover(t *testing.T) {
+	testrig.Require(t, "redis-server", "redis-cli")
+	ctx := context.Background()
+	dir := t.TempDir()
+	mport, rport, sport := testrig.FreePort(t), testrig.FreePort(t), testrig.FreePort(t)
+	addr := func(p int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)) }
+	master := startRedis(t, dir, mport)
+	rdir := filepath.Join(dir, "replica")
+	must(t, os.Mkdir(rdir, 0o700))
+	replica := testrig.Start(t, rdir, "replica", nil, "redis-server", append(redisArgs(rdir, rport),
+		"--replicaof", "127.0.0.1", strconv.Itoa(mport), "--masterauth", redisPassword)...)
+	replica.WaitTCP(t, addr(rport), 10*time.Second)
+	conf := filepath.Join(dir, "sentinel.conf")
+	must(t, os.WriteFile(conf, []byte(fmt.Sprintf(`bind 127.0.0.1
+port %d
+dir %s
+sentinel monitor mymaster 127.0.0.1 %d 1
+sentinel auth-pass mymaster %s
+sentinel down-after-milliseconds mymaster 500
+sentinel failover-timeout mymaster 5000
+`, sport, dir, mport, redisPassword)), 0o600))
+	sentinel := testrig.Start(t, dir, "sentinel", nil, "redis-server", conf, "--sentinel")
+	sentinel.WaitTCP(t, addr(sport), 10*time.Second)
+	// The sentinel must know the replica before it can fail over to it.
+	sentinel.WaitFor(t, 15*time.Second, func() error {
+		out, err := exec.Command("redis-cli", "-p", strconv.Itoa(sport), "sentinel", "replicas", "mymaster").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), strconv.Itoa(rport)) {
+			return fmt.Errorf("sentinel has not seen the replica yet: %v %s", err, out)
+		}
+		return nil
+	})
+
+	o := redisOpts(addr(sport))
+	o.Mode, o.MasterName = tokens.RedisSentinel, "mymaster"
+	s := openRedis(t, o)
+	h := tokens.HashToken("before")
+	must(t, s.Issue(ctx, "r", h, tokens.Record{User: "alice", Identity: "alice\npam\n"}))
+	// Wait until the replica has it (replication is asynchronous).
+	replica.WaitFor(t, 5*time.Second, func() error {
+		out, err := exec.Command("redis-cli", "-p", strconv.Itoa(rport), "-a", redisPassword, "--no-auth-warning",
+			"dbsize").CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) == "0" {
+			return fmt.Errorf("replica empty: %v %s", err, out)
+		}
+		return nil
+	})
+
+	master.Kill()
+	start := time.Now()
+	var errs []string
+	for {
+		err := s.Issue(ctx, "r", tokens.HashToken("after"), tokens.Record{User: "alice", Identity: "alice\npam\n"})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, tokens.ErrUnavailable) {
+			t.Fatalf("during failover: got %v, want ErrUnavailable", err)
+		}
+		if len(errs) < 3 {
+			errs = append(errs, err.Error())
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("no failover within 30s: %v\n%s", err, sentinel.Output())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("logins work again %s after the master was killed; errors meanwhile: %q", time.Since(start).Round(time.Millisecond), errs)
+	if got, err := s.Get(ctx, "r", h); err != nil || !got.Superseded {
+		t.Fatalf("token from before the failover: %+v, %v; want it kept and superseded", got, err)
+	}
+}
+
+// TestRedisCluster runs the conformance suite against a one-node Redis
+// Cluster holding all 16384 slots. One node checks the declared keys of
+// each script: Redis refuses keys of several slots with CROSSSLOT even when
+// one node serves them all. It does not check the keys a script builds
+// itself (the superseded token, the current pointer on revoke), which would
+// fail only on a node that does not serve their slot; so the Dump subtest
+// checks that every key of one realm or group hashes to one slot.
+func TestRedisCluster(t *testing.T) {
+	testrig.Require(t, "redis-server", "redis-cli")
+	dir := t.TempDir()
+	port := testrig.FreePort(t)
+	p := testrig.Start(t, dir, "cluster", nil, "redis-server", append(redisArgs(dir, port),
+		"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"))...)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	p.WaitTCP(t, addr, 10*time.Second)
+	cli := []string{"-p", strconv.Itoa(port), "-a", redisPassword, "--no-auth-warning"}
+	testrig.Run(t, nil, "redis-cli", append(cli, "cluster", "addslotsrange", "0", "16383")...)
+	p.WaitFor(t, 10*time.Second, func() error {
+		out, err := exec.Command("redis-cli", append(cli, "cluster", "info")...).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "cluster_state:ok") {
+			return fmt.Errorf("cluster not ready: %v %s", err, out)
+		}
+		return nil
+	})
+	storetest.Run(t, func(t *testing.T) tokens.Store {
+		o := redisOpts(addr)
+		o.Mode = tokens.RedisCluster
+		return openRedis(t, o)
+	})
+	t.Run("Dump", func(t *testing.T) {
+		o := redisOpts(addr)
+		o.Mode = tokens.RedisCluster
+		s := openRedis(t, o)
+		seedStore(t, s)
+		if got := dumpAll(t, s); len(got) != 15 {
+			t.Fatalf("dump of a cluster: got %d entries, want 15:\n%s", len(got), strings.Join(got, "\n"))
+		}
+		c := redis.NewClient(&redis.Options{Addr: addr, Password: redisPassword})
+		defer c.Close()
+		keys, err := c.Keys(context.Background(), o.KeyPrefix+"*").Result()
+		must(t, err)
+		slots := map[string]map[int64]bool{}
+		for _, k := range keys {
+			slot, err := c.ClusterKeySlot(context.Background(), k).Result()
+			must(t, err)
+			tag := k[:strings.IndexByte(k, '}')+1]
+			if slots[tag] == nil {
+				slots[tag] = map[int64]bool{}
+			}
+			slots[tag][slot] = true
+		}
+		if len(slots) != 4 { // realms r, r2; groups g1, g2
+			t.Errorf("got tags %v, want 2 realms and 2 groups", slots)
+		}
+		for tag, s := range slots {
+			if len(s) != 1 {
+				t.Errorf("keys of %s are in slots %v, want one", tag, s)
+			}
+		}
+	})
 }
