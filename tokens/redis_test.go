@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/BurntSushi/toml"
 	"github.com/redis/go-redis/v9"
 
 	"sks/testrig"
@@ -527,4 +528,27 @@ func TestRedisCluster(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestRedisOptionsTOML decodes the README's example.
+func TestRedisOptionsTOML(t *testing.T) {
+	const doc = `
+mode = "sentinel"
+addrs = ["10.0.0.1:26379", "10.0.0.2:26379", "10.0.0.3:26379"]
+master_name = "sks"
+username = "sks"
+password_file = "/etc/sks/redis.pw"
+db = 0
+tls = true
+ca_file = "/etc/sks/redis-ca.pem"
+timeout = "2s"
+key_prefix = "sks:"
+`
+	var o tokens.RedisOptions
+	if _, err := toml.Decode(doc, &o); err != nil {
+		t.Fatal(err)
+	}
+	if o.Timeout != 2*time.Second || len(o.Addrs) != 3 || o.MasterName != "sks" || !o.TLS || o.PasswordFile != "/etc/sks/redis.pw" {
+		t.Fatalf("got %+v", o)
+	}
 }
