@@ -42,6 +42,10 @@ var (
 	ErrNotCurrent  = errors.New("token is not the current one")
 	ErrGroupExists = errors.New("group exists")
 	ErrClosed      = errors.New("store closed")
+	// ErrUnavailable wraps failures to reach a networked store (Redis down,
+	// timeout, failover in progress): the HTTP layer answers 503, never a
+	// silent NO, because the token may well be valid.
+	ErrUnavailable = errors.New("token store unavailable")
 )
 
 // Store persists tokens, per-identity keys and groups. Every method is safe

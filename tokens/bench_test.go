@@ -1,0 +1,98 @@
+package tokens_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"sks/tokens"
+)
+
+// benchTokens is how many tokens the Get benchmarks seed.
+const benchTokens = 10000
+
+// The seeded stores are built once per test binary, because a benchmark
+// function runs several times while its b.N grows; TestMain closes them.
+var bench struct {
+	sync.Mutex
+	stores map[string]tokens.Store
+	open   []func()
+}
+
+func closeBenchStores() {
+	bench.Lock()
+	defer bench.Unlock()
+	for _, c := range bench.open {
+		c()
+	}
+}
+
+func benchStore(b *testing.B, name string, open func() (tokens.Store, error)) tokens.Store {
+	b.Helper()
+	bench.Lock()
+	defer bench.Unlock()
+	if s, ok := bench.stores[name]; ok {
+		return s
+	}
+	s, err := open()
+	if err != nil {
+		b.Fatal(err)
+	}
+	bench.open = append(bench.open, func() { s.Close() })
+	ctx := context.Background()
+	for i := range benchTokens {
+		if err := s.Issue(ctx, "r", tokens.HashToken(fmt.Sprint("tok", i)), tokens.Record{
+			User: fmt.Sprint("user", i), Identity: fmt.Sprintf("user%d\npam\nmail=user%d@example.org\n", i, i),
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if bench.stores == nil {
+		bench.stores = map[string]tokens.Store{}
+	}
+	bench.stores[name] = s
+	return s
+}
+
+// benchGet runs parallel Gets of existing tokens, as /valid does: 8
+// goroutines per CPU, like a server with many requests in flight, which
+// lets the Redis client keep several round trips going at once.
+func benchGet(b *testing.B, s tokens.Store) {
+	hashes := make([]tokens.Hash, benchTokens)
+	for i := range hashes {
+		hashes[i] = tokens.HashToken(fmt.Sprint("tok", i))
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if _, err := s.Get(ctx, "r", hashes[i%benchTokens]); err != nil {
+				b.Error(err)
+				return
+			}
+			i += 7919 // a prime stride, so goroutines spread over the keys
+		}
+	})
+}
+
+func BenchmarkRedisGet(b *testing.B) {
+	addr := sharedRedis(b)
+	s := benchStore(b, "redis", func() (tokens.Store, error) {
+		return tokens.OpenRedis(context.Background(), redisOpts(addr), nil)
+	})
+	benchGet(b, s)
+}
+
+func BenchmarkBadgerGet(b *testing.B) {
+	s := benchStore(b, "badger", func() (tokens.Store, error) {
+		// In memory: a /valid lookup of a recent token is served from
+		// badger's memtable either way, and seeding on disk would sync
+		// each of the 10,000 logins.
+		return tokens.OpenBadger(tokens.BadgerOptions{})
+	})
+	benchGet(b, s)
+}
