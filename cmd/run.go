@@ -32,6 +32,7 @@ func commands() map[string]command {
 		"obtain-token":    {"mint a JWT from a server with the master token", runObtainToken},
 		"token":           {"mint a JWT offline from the configured signing key", runOfflineToken},
 		"apikey":          {"manage HMAC API keys: apikey new <id>", runAPIKey},
+		"migrate":         {"copy a token store between badger and Redis", runMigrate},
 	}
 }
 

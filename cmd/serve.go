@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -236,7 +235,13 @@ func listen(cfg *conf.Config) (net.Listener, error) {
 // Serve runs the server until ctx ends or SIGTERM/SIGINT arrives, then stops
 // gracefully: in-flight requests finish and the store is closed cleanly.
 func Serve(ctx context.Context, cfg *conf.Config, stdout io.Writer, log *slog.Logger) error {
-	store, err := openStore(cfg, log)
+	var store tokens.Store
+	var err error
+	if r := cfg.Tokens.Redis; r != nil {
+		store, err = tokens.OpenRedis(ctx, *r, log)
+	} else {
+		store, err = openStore(cfg, log)
+	}
 	if err != nil {
 		return err
 	}
@@ -299,7 +304,7 @@ func Serve(ctx context.Context, cfg *conf.Config, stdout io.Writer, log *slog.Lo
 		WriteTimeout:      cfg.HTTP.WriteTimeout.Duration,
 		IdleTimeout:       cfg.HTTP.IdleTimeout.Duration,
 		MaxHeaderBytes:    cfg.HTTP.MaxHeaderBytes,
-		ErrorLog:          log.New(slog.NewLogLogger(log.Handler(), slog.LevelWarn).Writer(), "", 0),
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -353,6 +358,9 @@ func Serve(ctx context.Context, cfg *conf.Config, stdout io.Writer, log *slog.Lo
 }
 
 func storeName(cfg *conf.Config) string {
+	if cfg.Tokens.Redis != nil {
+		return "redis"
+	}
 	if cfg.DataDir == "" {
 		return "memory"
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"sks/jwtauth"
+	"sks/tokens"
 )
 
 // Duration is a time.Duration written in TOML as a string such as "8h" or "90s".
@@ -66,6 +67,11 @@ type Config struct {
 	TLS    TLS              `toml:"tls"`
 	HTTP   HTTP             `toml:"http"`
 	Realms map[string]Realm `toml:"realms"`
+	// Tokens chooses the token store; without [tokens.redis] it is badger
+	// under DataDir (or in memory).
+	Tokens struct {
+		Redis *tokens.RedisOptions `toml:"redis"`
+	} `toml:"tokens"`
 	// JWT configures signed tokens, the master token and HMAC API keys.
 	JWT jwtauth.Config `toml:"jwt"`
 

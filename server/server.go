@@ -53,6 +53,9 @@ type Options struct {
 	LoginTimeout        time.Duration
 	// MaxBodyBytes bounds POST form bodies.
 	MaxBodyBytes int64
+	// SessionJWT, if set, signs a short-lived JWT for a current session
+	// (/jwt). sid is a short hash of the session token, never the token.
+	SessionJWT func(sub, realm, source, sid string, roles []string) (string, time.Time, error)
 	// Hooks observe events (metrics, audit, brute-force protection).
 	Hooks Hooks
 }
@@ -217,6 +220,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.modGroup(&q)
 	case "/group_hash":
 		s.groupHash(&q)
+	case "/jwt":
+		s.sessionJWT(&q)
 	default:
 		reply(w, http.StatusNotFound, "")
 	}
@@ -787,3 +792,25 @@ func (w *statusWriter) WriteHeader(code int) {
 
 // Unwrap lets http.ResponseController reach the connection.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// sessionJWT exchanges a current session token for a signed JWT. A
+// superseded, revoked or expired session gets 403.
+func (s *Server) sessionJWT(q *request) {
+	if s.o.SessionJWT == nil {
+		reply(q.w, http.StatusNotFound, "ERR: signed tokens are not configured ([jwt] signing_key)\n")
+		return
+	}
+	rec, ok := s.current(q)
+	if !ok {
+		return
+	}
+	tok, _ := q.p.get("token")
+	source, _, _ := strings.Cut(strings.TrimPrefix(rec.Identity, rec.User+"\n"), "\n")
+	jwt, _, err := s.o.SessionJWT(rec.User, q.realm, source, short(tok), rec.Roles)
+	if err != nil {
+		s.log.Error("cannot sign session jwt", "realm", q.realm, "err", err)
+		reply(q.w, http.StatusServiceUnavailable, "ERR: cannot sign token\n")
+		return
+	}
+	replyParts(q.w, http.StatusOK, jwt, "\n")
+}

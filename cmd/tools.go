@@ -1,0 +1,293 @@
+package cmd
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+
+	"sks/authn/static"
+	"sks/conf"
+	"sks/jwtauth"
+	"sks/tokens"
+)
+
+// runCopyKeys copies per-identity keys from one login source to another, as
+// the original's CopyKeys did, so that data encrypted under a user's key
+// stays readable after the site changes login backend (e.g. pam to
+// auth/ldap). The target identity is the source identity with its source
+// line replaced; its attribute lines (uid=, gid=) are kept unless
+// -drop-attrs is given.
+func runCopyKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("copy-keys", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("d", "", "token store directory (required; sks must not be running on it)")
+	realm := fs.String("realm", "", "realm whose keys to copy (required)")
+	from := fs.String("from", "", "source to copy from, e.g. pam (required)")
+	to := fs.String("to", "", "source to copy to, e.g. auth/ldap (required)")
+	overwrite := fs.Bool("overwrite", false, "replace keys the target already has")
+	dropAttrs := fs.Bool("drop-attrs", false, "leave out uid=/gid= lines in the target identity")
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
+	}
+	if *dir == "" || *realm == "" || *from == "" || *to == "" {
+		fs.Usage()
+		return errors.New("copy-keys needs -d, -realm, -from and -to")
+	}
+	cfg := conf.Default()
+	cfg.DataDir = *dir
+	store, err := openStore(cfg, nil)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	copied, skipped, err := CopyKeys(ctx, store, *realm, *from, *to, *overwrite, *dropAttrs)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "copied %d keys from %s to %s in realm %s; %d left alone (target has a key; -overwrite replaces)\n", copied, *from, *to, *realm, skipped)
+	return nil
+}
+
+// CopyKeys copies every key whose identity has source from to the same
+// identity with source to.
+func CopyKeys(ctx context.Context, store tokens.Store, realm, from, to string, overwrite, dropAttrs bool) (copied, skipped int, err error) {
+	type pair struct {
+		id  string
+		key []byte
+	}
+	var todo []pair
+	err = store.ForEachKey(ctx, realm, func(identity string, key []byte) error {
+		lines := strings.SplitAfter(identity, "\n")
+		if len(lines) < 2 || lines[1] != from+"\n" {
+			return nil
+		}
+		lines[1] = to + "\n"
+		if dropAttrs {
+			lines = lines[:2]
+		}
+		todo = append(todo, pair{strings.Join(lines, ""), key})
+		return nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("cannot list keys: %w", err)
+	}
+	for _, p := range todo {
+		if !overwrite {
+			if _, err := store.GetKey(ctx, realm, p.id); err == nil {
+				skipped++
+				continue
+			} else if !errors.Is(err, tokens.ErrNotFound) {
+				return copied, skipped, err
+			}
+		}
+		if err := store.PutKey(ctx, realm, p.id, p.key); err != nil {
+			return copied, skipped, fmt.Errorf("cannot write key: %w", err)
+		}
+		copied++
+	}
+	return copied, skipped, nil
+}
+
+// readPassword reads a password without echo from the terminal, or a line
+// from stdin when it is not a terminal.
+func readPassword(prompt string, stderr io.Writer) (string, error) {
+	if term.IsTerminal(int(os.Stdin.Fd())) {
+		fmt.Fprint(stderr, prompt)
+		b, err := term.ReadPassword(int(os.Stdin.Fd()))
+		fmt.Fprintln(stderr)
+		return string(b), err
+	}
+	line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+	if err != nil && line == "" {
+		return "", fmt.Errorf("cannot read password from stdin: %w", err)
+	}
+	return strings.TrimRight(line, "\r\n"), nil
+}
+
+func runHashPassword(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	pw, err := readPassword("Password: ", stderr)
+	if err != nil {
+		return err
+	}
+	if pw == "" {
+		return errors.New("empty password")
+	}
+	h, err := static.Hash(pw)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, h)
+	return nil
+}
+
+func runGenKeypair(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("gen-keypair", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", ".", "directory for the key files")
+	alg := fs.String("alg", "ES256", "ES256, RS256 or EdDSA")
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
+	}
+	priv, pub, err := jwtauth.GenKeypair(*dir, *alg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "private key: %s (mode 600)\npublic key:  %s\nset [jwt] signing_key = %q\n", priv, pub, priv)
+	return nil
+}
+
+func runGenerateSecret(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fmt.Fprintln(stdout, jwtauth.GenerateSecret())
+	return nil
+}
+
+func runObtainToken(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("obtain-token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	serverURL := fs.String("server-url", "https://localhost:4431", "sks server")
+	typ := fs.String("type", "client", "token type claim")
+	sub := fs.String("sub", "", "subject")
+	ttl := fs.Duration("ttl", time.Hour, "lifetime")
+	// OPAL's CLI puts the master token first: obtain-token <master> --server-url=...
+	var master string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		master, args = args[0], args[1:]
+	}
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
+	}
+	if master == "" && fs.NArg() > 0 {
+		master = fs.Arg(0)
+	}
+	if master == "" {
+		master = os.Getenv("SKS_MASTER_TOKEN")
+	}
+	if master == "" {
+		return errors.New("usage: sks obtain-token <master token> --server-url=URL (or set SKS_MASTER_TOKEN)")
+	}
+	req := jwtauth.TokenRequest{Type: *typ, Sub: *sub, TTL: jwtauth.TTL{Duration: *ttl}}
+	resp, err := jwtauth.ObtainToken(ctx, master, *serverURL, req, nil)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, resp.Token)
+	return nil
+}
+
+func runOfflineToken(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	config := fs.String("c", "/etc/sks/sks.toml", "configuration file with the [jwt] signing key")
+	roles := fs.String("roles", "", "comma-separated roles")
+	ttl := fs.Duration("ttl", 0, "lifetime (default: jwt.max_ttl)")
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("usage: sks token [-c config] [-roles a,b] [-ttl 1h] <user>")
+	}
+	cfg, err := conf.Load(*config)
+	if err != nil {
+		return err
+	}
+	var rs []string
+	if *roles != "" {
+		rs = strings.Split(*roles, ",")
+	}
+	tok, _, err := jwtauth.OfflineToken(cfg.JWT, fs.Arg(0), rs, *ttl)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, tok)
+	return nil
+}
+
+func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("apikey new", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("f", "keys.properties", "API keys file (created with mode 600)")
+	if len(args) == 0 || args[0] != "new" {
+		return errors.New("usage: sks apikey new [-f keys.properties] <key id>")
+	}
+	if help, err := parseFlags(fs, args[1:]); help || err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("usage: sks apikey new [-f keys.properties] <key id>")
+	}
+	key, err := jwtauth.NewAPIKey(*file, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s=%s\n", fs.Arg(0), key)
+	return nil
+}
+
+// runMigrate copies a whole store between badger and Redis.
+func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	from := fs.String("from", "", "badger:<dir> or redis://... (required)")
+	to := fs.String("to", "", "badger:<dir> or redis://... (required)")
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
+	}
+	if *from == "" || *to == "" {
+		return errors.New("usage: sks migrate --from badger:<dir> --to redis://host:6379/0 (or the other way); stop sks first")
+	}
+	src, err := openDumper(ctx, *from)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := openDumper(ctx, *to)
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+	n, err := tokens.Copy(ctx, src, dst)
+	if err != nil {
+		return fmt.Errorf("migrate stopped after %d entries: %w", n, err)
+	}
+	fmt.Fprintf(stdout, "copied %d entries from %s to %s\n", n, *from, redactURL(*to))
+	return nil
+}
+
+type dumpStore interface {
+	tokens.Dumper
+	Close() error
+}
+
+func openDumper(ctx context.Context, spec string) (dumpStore, error) {
+	switch {
+	case strings.HasPrefix(spec, "badger:"):
+		cfg := conf.Default()
+		cfg.DataDir = strings.TrimPrefix(spec, "badger:")
+		return openStore(cfg, nil)
+	case strings.HasPrefix(spec, "redis://"), strings.HasPrefix(spec, "rediss://"):
+		o, err := tokens.ParseRedisURL(spec)
+		if err != nil {
+			return nil, err
+		}
+		return tokens.OpenRedis(ctx, o, nil)
+	}
+	return nil, fmt.Errorf("store %q: write badger:<dir> or redis://host:port/db", redactURL(spec))
+}
+
+// redactURL hides a password in a redis URL.
+func redactURL(s string) string {
+	if i := strings.Index(s, "@"); i > 0 {
+		if j := strings.Index(s, "://"); j > 0 && j < i {
+			return s[:j+3] + "***" + s[i:]
+		}
+	}
+	return s
+}
