@@ -29,7 +29,10 @@ const redisPassword = "test-secret-pw"
 // redisArgs are the flags of a private, non-persistent test server.
 func redisArgs(dir string, port int) []string {
 	return []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", dir,
-		"--save", "", "--appendonly", "no", "--daemonize", "no", "--requirepass", redisPassword}
+		"--save", "", "--appendonly", "no", "--daemonize", "no", "--requirepass", redisPassword,
+		// Redis 7 waits 5 s before a diskless full sync to a new replica by
+		// default; the failover test needs its replica in sync at once.
+		"--repl-diskless-sync-delay", "0"}
 }
 
 // startRedis starts a private redis-server for one test, stopped when it ends.
@@ -434,7 +437,7 @@ sentinel failover-timeout mymaster 5000
 	h := tokens.HashToken("before")
 	must(t, s.Issue(ctx, "r", h, tokens.Record{User: "alice", Identity: "alice\npam\n"}))
 	// Wait until the replica has it (replication is asynchronous).
-	replica.WaitFor(t, 5*time.Second, func() error {
+	replica.WaitFor(t, 30*time.Second, func() error {
 		out, err := exec.Command("redis-cli", "-p", strconv.Itoa(rport), "-a", redisPassword, "--no-auth-warning",
 			"dbsize").CombinedOutput()
 		if err != nil || strings.TrimSpace(string(out)) == "0" {

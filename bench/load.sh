@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Load benchmark of the real sks binary with wrk (Debian's wrk package).
+# sks runs pinned to CPU 0 and wrk to CPU 1. It measures, in one run:
+#  - durable issue rate: /stored_token from loopback, 32 clients (seeding)
+#  - /valid throughput and p50/p99 at 32 connections, sks on badger on disk
+#  - the same against a minimal net/http server answering from a Go map
+#  - idle RSS with 100,000 tokens, and start-up to first answer
+# Usage: bench/load.sh [runs]   (default 3; medians are printed at the end)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v wrk >/dev/null || { echo "wrk missing: apt-get install -y wrk" >&2; exit 1; }
+runs=${1:-3}
+dur=${SKS_BENCH_DURATION:-10s}
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+go build -o "$work/sks" ./cmd/sks
+go build -o "$work/loadtool" ./bench/loadtool
+export SKS_TOKENS="$work/tokens.txt"
+
+start_sks() { # dir port
+  taskset -c 0 "$work/sks" -d "$1" -l 127.0.0.1 -p "$2" -log-level warn >"$work/sks.out" 2>&1 &
+  echo $! > "$work/sks.pid"
+  for _ in $(seq 200); do curl -sf "http://127.0.0.1:$2/version" >/dev/null && return; sleep 0.05; done
+  echo "sks did not start" >&2; cat "$work/sks.out" >&2; exit 1
+}
+stop_sks() { kill "$(cat "$work/sks.pid")"; wait "$(cat "$work/sks.pid")" 2>/dev/null || true; }
+
+wrk_run() { # url label
+  taskset -c 1 wrk -t1 -c32 -d"$dur" --latency -s bench/valid.lua "$1" > "$work/wrk.txt"
+  rps=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt")
+  p50=$(awk '$1=="50%" {print $2}' "$work/wrk.txt")
+  p99=$(awk '$1=="99%" {print $2}' "$work/wrk.txt")
+  errs=$(grep -c "Non-2xx\|Socket errors" "$work/wrk.txt" || true)
+  echo "$2 rps=$rps p50=$p50 p99=$p99 errors=$errs"
+}
+
+: > "$work/results"
+for run in $(seq "$runs"); do
+  echo "== run $run of $runs"
+  rm -rf "$work/data"; start_sks "$work/data" 4431
+  "$work/loadtool" seed -url http://127.0.0.1:4431 -n 10000 -c 32 -o "$SKS_TOKENS" | tee -a "$work/results"
+  wrk_run http://127.0.0.1:4431 "sks-badger" | tee -a "$work/results"
+  stop_sks
+  taskset -c 0 "$work/loadtool" ceiling -l 127.0.0.1:4432 -tokens "$SKS_TOKENS" & cpid=$!
+  sleep 0.5
+  wrk_run http://127.0.0.1:4432 "ceiling" | tee -a "$work/results"
+  kill $cpid; wait $cpid 2>/dev/null || true
+done
+
+echo "== idle RSS with 100,000 tokens"
+rm -rf "$work/data"; start_sks "$work/data" 4431
+"$work/loadtool" seed -url http://127.0.0.1:4431 -n 100000 -c 32 -o "$work/t100k.txt" | tee -a "$work/results"
+sleep 2
+rss=$(awk '/VmRSS/ {print $2}' "/proc/$(cat "$work/sks.pid")/status")
+echo "idle RSS: $((rss / 1024)) MiB with 100,000 tokens" | tee -a "$work/results"
+stop_sks
+echo "== start-up"
+"$work/loadtool" startup -url http://127.0.0.1:4431 -runs 5 -- "$work/sks" -d "$work/data" -l 127.0.0.1 -p 4431 -log-level warn | tee -a "$work/results"
+
+echo "== medians over $runs runs"
+python3 - "$work/results" <<'PY'
+import re, statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    m = re.match(r"(\S+) rps=([\d.]+) p50=(\S+) p99=(\S+)", line)
+    if m:
+        def ms(v):
+            n = float(re.match(r"[\d.]+", v).group())
+            return n / 1000 if v.endswith("us") else n * 1000 if v.endswith("s") and not v.endswith("ms") else n
+        rows.setdefault(m.group(1), []).append((float(m.group(2)), ms(m.group(3)), ms(m.group(4))))
+    m = re.match(r"issued (\d+) durable tokens .*: (\d+) tokens/s", line)
+    if m and m.group(1) == "10000":
+        rows.setdefault("issue", []).append((float(m.group(2)), 0, 0))
+med = {k: [statistics.median(c) for c in zip(*v)] for k, v in rows.items()}
+for k in ("sks-badger", "ceiling"):
+    if k in med:
+        print(f"{k:11s} /valid: {med[k][0]:8.0f} req/s  p50 {med[k][1]:.3f} ms  p99 {med[k][2]:.3f} ms")
+if "sks-badger" in med and "ceiling" in med:
+    print(f"sks / ceiling: {med['sks-badger'][0] / med['ceiling'][0]:.2f}")
+if "issue" in med:
+    print(f"durable issue rate (/stored_token, 32 clients): {med['issue'][0]:.0f} tokens/s")
+PY
