@@ -45,7 +45,12 @@ if [ "$skips" != 0 ]; then
 fi
 
 echo "== fuzz (bounded)"
-fuzz() { go test -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-5s}" "$1" >/dev/null || { echo "fuzz $2 failed" >&2; exit 1; }; echo "ok fuzz $2"; }
+fuzz() {
+  if ! go test -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-5s}" "$1" > /tmp/sks-fuzz.log 2>&1; then
+    tail -40 /tmp/sks-fuzz.log >&2; echo "FAIL: fuzz $2 in $1" >&2; exit 1
+  fi
+  echo "ok fuzz $2"
+}
 fuzz ./server/ FuzzParams                 # the query/form parser
 fuzz ./conf/ FuzzParse                    # the config loader
 fuzz ./tokens/ FuzzDecodeRecord           # stored token records

@@ -170,7 +170,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := request{w: w, r: r}
-	q.p.kv = make([][2]string, 0, 4)
+	q.p.kv = q.p.inline[:0]
 	if err := q.p.parse(r.URL.RawQuery); err != nil {
 		reply(w, http.StatusBadRequest, "ERR: malformed query: "+err.Error()+"\n")
 		return

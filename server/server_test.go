@@ -360,13 +360,13 @@ func TestGroups(t *testing.T) {
 func TestNoSecretsInLogs(t *testing.T) {
 	e := newEnv(t, cfgFake, nil)
 	tok := e.login(t, "r", "alice")
-	e.get(t, "/valid?realm=r&token=" + tok)
+	e.get(t, "/valid?realm=r&token="+tok)
 	e.get(t, "/auth_token?realm=r&user=alice&pwd=Wr0ngPassw0rd!")
 	e.get(t, "/auth_token?realm=r&user=down&pwd=pw")
 	e.get(t, "/stored_token?realm=r&user=u&token=stored-secret-token-xyz")
 	rep := e.get(t, "/replace?realm=r&token="+tok)
 	next, _, _ := strings.Cut(rep.body, "\n")
-	e.get(t, "/revoke?realm=r&token=" + next)
+	e.get(t, "/revoke?realm=r&token="+next)
 	logs := e.logs.String()
 	if !strings.Contains(logs, "login") {
 		t.Fatalf("sanity: no login lines logged:\n%s", logs)
@@ -410,7 +410,7 @@ func TestPAMThroughServer(t *testing.T) {
 	if a.status != 200 || rest != want || !tokenRE.MatchString(tok) {
 		t.Fatalf("pam login: got %d %q, want token and %q", a.status, a.body, want)
 	}
-	a = e.get(t, "/pam_token?realm=sks-fast" + q)
+	a = e.get(t, "/pam_token?realm=sks-fast"+q)
 	if _, rest, _ := strings.Cut(a.body, "\n"); a.status != 200 || rest != testrig.PAMUser+"\npam\nuid="+u.Uid+"\ngid="+u.Gid+"\n" {
 		t.Fatalf("pam_token: got %d %q", a.status, a.body)
 	}

@@ -141,5 +141,13 @@ func makeKey(prefix byte, parts ...string) []byte {
 	return b
 }
 
-func tokenKey(realm string, h Hash) []byte { return makeKey(pfxToken, realm, string(h[:])) }
+// tokenKey is makeKey(pfxToken, realm, h) without the intermediate string
+// conversion of h: it is built on every /valid.
+func tokenKey(realm string, h Hash) []byte {
+	b := make([]byte, 0, 1+2*binary.MaxVarintLen32+len(realm)+len(h))
+	b = append(b, pfxToken)
+	b = appendString(b, realm)
+	b = binary.AppendUvarint(b, uint64(len(h)))
+	return append(b, h[:]...)
+}
 func currentKey(realm, user string) []byte { return makeKey(pfxCurrent, realm, user) }
