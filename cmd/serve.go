@@ -29,6 +29,7 @@ import (
 	"sks/server"
 	sksTLS "sks/tls"
 	"sks/tokens"
+	"sks/web"
 )
 
 // serveFlags are the original SessionKeyServer's flags plus sks's own.
@@ -256,8 +257,9 @@ func Serve(ctx context.Context, cfg *conf.Config, stdout io.Writer, log *slog.Lo
 			return err
 		}
 	}
+	tokenService := tokens.NewService(store)
 	opts := server.Options{
-		Tokens:              tokens.NewService(store),
+		Tokens:              tokenService,
 		Realms:              router,
 		Logger:              log,
 		AllowLoopbackAdmin:  cfg.Admin.LoopbackAllowed(),
@@ -283,6 +285,28 @@ func Serve(ctx context.Context, cfg *conf.Config, stdout io.Writer, log *slog.Lo
 		opts.SessionJWT = issuer.SessionJWT
 	}
 
+	// The web handlers log in through the protocol server (so they share its
+	// throttling, audit and timeouts); the server is built after its Mount
+	// map, hence the variable the closure reads.
+	var sks *server.Server
+	if cfg.Web.Enabled {
+		wh, err := web.New(web.Options{
+			Tokens: tokenService,
+			Config: cfg.Web,
+			Logger: log,
+			Login: func(ctx context.Context, realm, user, pwd, client string) (string, int) {
+				tok, _, status := sks.Login(ctx, realm, "", user, pwd, client)
+				return tok, status
+			},
+		})
+		if err != nil {
+			return err
+		}
+		for path, h := range wh.Paths() {
+			opts.Mount[path] = h
+		}
+	}
+
 	var loader *sksTLS.Loader
 	if cfg.TLS.Enabled() {
 		if loader, err = sksTLS.Load(cfg.TLS, sksTLS.WithLogger(log)); err != nil {
@@ -297,8 +321,9 @@ func Serve(ctx context.Context, cfg *conf.Config, stdout io.Writer, log *slog.Lo
 	if err != nil {
 		return err
 	}
+	sks = server.New(opts)
 	srv := &http.Server{
-		Handler:           server.New(opts),
+		Handler:           sks,
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout.Duration,
 		ReadTimeout:       cfg.HTTP.ReadTimeout.Duration,
 		WriteTimeout:      cfg.HTTP.WriteTimeout.Duration,

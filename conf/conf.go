@@ -74,6 +74,8 @@ type Config struct {
 	} `toml:"tokens"`
 	// JWT configures signed tokens, the master token and HMAC API keys.
 	JWT jwtauth.Config `toml:"jwt"`
+	// Web configures the login page and the forward-auth endpoint.
+	Web Web `toml:"web"`
 
 	// Modules are the login modules by name, as clients spell them in module=.
 	Modules map[string]ModuleSpec `toml:"-"`
@@ -113,6 +115,26 @@ type TLS struct {
 // Enabled reports whether any TLS material is configured.
 func (t TLS) Enabled() bool {
 	return t.Keystore != "" || t.CertFile != "" || t.Cert != ""
+}
+
+// Web is the [web] section: a login page that sets a session cookie, and a
+// forward-auth endpoint for reverse proxies (nginx auth_request, Caddy
+// forward_auth, Traefik ForwardAuth).
+type Web struct {
+	// Enabled serves /forward_auth, the login page and /logout.
+	Enabled bool `toml:"enabled"`
+	// CookieName is the session cookie. Default "sks_token".
+	CookieName string `toml:"cookie_name"`
+	// SecureCookie marks cookies Secure even when sks itself serves plain
+	// HTTP (behind a TLS-terminating proxy). Over TLS they always are.
+	SecureCookie bool `toml:"secure_cookie"`
+	// AllowedReturnHosts are the hosts (host or host:port) the login page
+	// may send the browser back to; relative paths are always allowed.
+	AllowedReturnHosts []string `toml:"allowed_return_hosts"`
+	// DefaultRealm is used when a request names no realm.
+	DefaultRealm string `toml:"default_realm"`
+	// LoginPath is where the login page is served. Default "/login".
+	LoginPath string `toml:"login_path"`
 }
 
 // HTTP holds the server's protective limits.
@@ -281,6 +303,12 @@ func (c *Config) fill() {
 	if c.Modules == nil {
 		c.Modules = map[string]ModuleSpec{}
 	}
+	if c.Web.CookieName == "" {
+		c.Web.CookieName = "sks_token"
+	}
+	if c.Web.LoginPath == "" {
+		c.Web.LoginPath = "/login"
+	}
 }
 
 // Validate checks settings that do not depend on other files.
@@ -301,7 +329,31 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if w := c.Web; w.Enabled {
+		if !strings.HasPrefix(w.LoginPath, "/") || strings.HasPrefix(w.LoginPath, "//") {
+			errs = append(errs, fmt.Errorf("web: login_path %q must be a path starting with one /", w.LoginPath))
+		}
+		switch w.LoginPath {
+		case "/forward_auth", "/logout", "/valid", "/auth_token", "/version":
+			errs = append(errs, fmt.Errorf("web: login_path %q is taken by another endpoint", w.LoginPath))
+		}
+		if !validCookieName(w.CookieName) {
+			errs = append(errs, fmt.Errorf("web: cookie_name %q: use letters, digits, - and _", w.CookieName))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+func validCookieName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if !(r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return false
+		}
+	}
+	return true
 }
 
 func contains(list []string, s string) bool {

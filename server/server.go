@@ -295,22 +295,35 @@ func (s *Server) policy(realm string) tokens.Policy {
 	return tokens.Policy{Lifetime: s.o.Realms.Policy(realm).Lifetime}
 }
 
+const (
+	storeUnavailable = "ERR: token store unavailable\n"
+	auditUnavailable = "ERR: audit log unavailable\n"
+)
+
 func (s *Server) storeError(q *request, op string, err error) {
 	s.log.Error("token store failed", "op", op, "realm", q.realm, "err", err)
-	reply(q.w, http.StatusServiceUnavailable, "ERR: token store unavailable\n")
+	reply(q.w, http.StatusServiceUnavailable, storeUnavailable)
 }
 
 func (s *Server) event(q *request, e Event) bool {
-	if s.o.Hooks.Event == nil {
-		return true
-	}
-	e.Realm, e.Client = q.realm, q.client
-	if err := s.o.Hooks.Event(q.r.Context(), e); err != nil {
-		s.log.Error("event not recorded; request failed", "kind", e.Kind, "err", err)
-		reply(q.w, http.StatusServiceUnavailable, "ERR: audit log unavailable\n")
+	if err := s.emit(q.r.Context(), q.realm, q.client, e); err != nil {
+		reply(q.w, http.StatusServiceUnavailable, auditUnavailable)
 		return false
 	}
 	return true
+}
+
+// emit reports e to the Event hook; an error means the request must fail.
+func (s *Server) emit(ctx context.Context, realm, client string, e Event) error {
+	if s.o.Hooks.Event == nil {
+		return nil
+	}
+	e.Realm, e.Client = realm, client
+	if err := s.o.Hooks.Event(ctx, e); err != nil {
+		s.log.Error("event not recorded; request failed", "kind", e.Kind, "err", err)
+		return err
+	}
+	return nil
 }
 
 func short(tok string) string { return tokens.HashToken(tok).Short() }
@@ -419,56 +432,88 @@ func (s *Server) authToken(q *request, legacy bool) {
 	if !ok {
 		return
 	}
-	if authn.ValidUser(user) != nil {
-		reply(q.w, http.StatusBadRequest, "ERR: invalid user\n")
+	moduleName, _ := q.p.get("module")
+	res := s.doLogin(q.r.Context(), q.realm, moduleName, user, pwd, q.client, legacy)
+	if res.retryAfter > 0 {
+		q.w.Header().Set("Retry-After", strconv.Itoa(res.retryAfter))
+	}
+	if res.status == http.StatusOK {
+		replyParts(q.w, http.StatusOK, res.token, "\n", res.identity)
 		return
+	}
+	reply(q.w, res.status, res.body)
+}
+
+// loginResult is the outcome of doLogin: the status and body that
+// /auth_token answers, and on success the token and its identity text.
+type loginResult struct {
+	status     int
+	body       string
+	token      string
+	identity   string
+	retryAfter int // seconds, for 429
+}
+
+// Login authenticates user with pwd in realm through module (empty: the
+// realm's default) and issues a session token, exactly as /auth_token does:
+// status is what /auth_token would answer (200, 400, 403, 429 or 503), and
+// on 200 token and identity are set. client is the caller's address, for
+// brute-force protection and the log. Other handlers (the login page) use it
+// so that every login path shares one set of rules.
+func (s *Server) Login(ctx context.Context, realm, module, user, pwd, client string) (token, identity string, status int) {
+	if !printable(realm, 256) {
+		return "", "", http.StatusBadRequest
+	}
+	if user == "" || pwd == "" {
+		return "", "", http.StatusBadRequest
+	}
+	res := s.doLogin(ctx, realm, module, user, pwd, client, false)
+	return res.token, res.identity, res.status
+}
+
+func (s *Server) doLogin(ctx context.Context, realm, moduleName, user, pwd, client string, legacy bool) loginResult {
+	if authn.ValidUser(user) != nil {
+		return loginResult{status: http.StatusBadRequest, body: "ERR: invalid user\n"}
 	}
 	if strings.ContainsRune(pwd, 0) || len(pwd) > 4096 {
-		reply(q.w, http.StatusBadRequest, "ERR: invalid pwd\n")
-		return
+		return loginResult{status: http.StatusBadRequest, body: "ERR: invalid pwd\n"}
 	}
-	moduleName, _ := q.p.get("module")
 	if legacy {
 		moduleName = "pam"
 	} else if moduleName != "" && !printable(moduleName, 64) {
-		reply(q.w, http.StatusBadRequest, "ERR: invalid module\n")
-		return
+		return loginResult{status: http.StatusBadRequest, body: "ERR: invalid module\n"}
 	}
 	if h := s.o.Hooks.BeforeLogin; h != nil {
-		if wait, refused := h(q.realm, user, q.client); refused {
+		if wait, refused := h(realm, user, client); refused {
 			secs := int(wait.Round(time.Second) / time.Second)
 			if secs < 1 {
 				secs = 1
 			}
-			q.w.Header().Set("Retry-After", strconv.Itoa(secs))
-			reply(q.w, http.StatusTooManyRequests, "ERR: too many failed logins, retry later\n")
-			return
+			return loginResult{status: http.StatusTooManyRequests, body: "ERR: too many failed logins, retry later\n", retryAfter: secs}
 		}
 	}
-	log := s.log.With("realm", q.realm, "user", user, "client", q.client)
-	module, source, err := s.o.Realms.Resolve(q.realm, moduleName)
+	log := s.log.With("realm", realm, "user", user, "client", client)
+	forbidden := loginResult{status: http.StatusForbidden}
+	module, source, err := s.o.Realms.Resolve(realm, moduleName)
 	if legacy {
 		source = "pam"
 	}
 	if err != nil {
 		log.Info("login refused", "module", moduleName, "reason", err.Error())
-		s.afterLogin(q, user, moduleName, false, nil, 0)
-		reply(q.w, http.StatusForbidden, "")
-		return
+		s.afterLogin(realm, client, user, moduleName, false, nil, 0)
+		return forbidden
 	}
 	start := time.Now()
-	id, ok, err := s.login(q.r.Context(), module, user, pwd)
+	id, ok, err := s.login(ctx, module, user, pwd)
 	took := time.Since(start)
-	s.afterLogin(q, user, strings.TrimPrefix(source, "auth/"), ok, err, took)
+	s.afterLogin(realm, client, user, strings.TrimPrefix(source, "auth/"), ok, err, took)
 	if err != nil {
 		log.Warn("login backend failed", "source", source, "err", err)
-		reply(q.w, http.StatusServiceUnavailable, "ERR: authentication backend unavailable\n")
-		return
+		return loginResult{status: http.StatusServiceUnavailable, body: "ERR: authentication backend unavailable\n"}
 	}
 	if !ok {
 		log.Info("login failed", "source", source)
-		reply(q.w, http.StatusForbidden, "")
-		return
+		return forbidden
 	}
 	name := id.User
 	if name == "" {
@@ -476,25 +521,24 @@ func (s *Server) authToken(q *request, legacy bool) {
 	}
 	if authn.ValidUser(name) != nil {
 		log.Error("login module returned an unacceptable user name", "source", source)
-		reply(q.w, http.StatusForbidden, "")
-		return
+		return forbidden
 	}
 	identity := identityText(name, source, id.Attrs)
-	tok, err := s.o.Tokens.Issue(q.r.Context(), q.realm, name, identity, id.Roles, s.policy(q.realm))
+	tok, err := s.o.Tokens.Issue(ctx, realm, name, identity, id.Roles, s.policy(realm))
 	if err != nil {
-		s.storeError(q, "issue", err)
-		return
+		s.log.Error("token store failed", "op", "issue", "realm", realm, "err", err)
+		return loginResult{status: http.StatusServiceUnavailable, body: storeUnavailable}
 	}
-	if !s.event(q, Event{Kind: "issue", User: name, Source: source, Token: short(tok)}) {
-		return
+	if err := s.emit(ctx, realm, client, Event{Kind: "issue", User: name, Source: source, Token: short(tok)}); err != nil {
+		return loginResult{status: http.StatusServiceUnavailable, body: auditUnavailable}
 	}
 	log.Info("login", "source", source, "token", short(tok))
-	replyParts(q.w, http.StatusOK, tok, "\n", identity)
+	return loginResult{status: http.StatusOK, token: tok, identity: identity}
 }
 
-func (s *Server) afterLogin(q *request, user, module string, ok bool, err error, took time.Duration) {
+func (s *Server) afterLogin(realm, client, user, module string, ok bool, err error, took time.Duration) {
 	if h := s.o.Hooks.AfterLogin; h != nil {
-		h(q.realm, user, q.client, module, ok, err, took)
+		h(realm, user, client, module, ok, err, took)
 	}
 }
 

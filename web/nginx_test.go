@@ -1,0 +1,187 @@
+package web_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"sks/client"
+	"sks/testrig"
+)
+
+const webConfig = `
+[web]
+enabled = true
+default_realm = "demo"
+allowed_return_hosts = ["127.0.0.1"]
+`
+
+// nginxConf protects /app/ with auth_request against sks's /forward_auth,
+// as docs/web.md shows; the app behind it answers the identity it received.
+const nginxConf = `
+daemon off;
+master_process off;
+pid %[1]s/nginx.pid;
+error_log stderr info;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path %[1]s/body;
+    proxy_temp_path %[1]s/proxy;
+    fastcgi_temp_path %[1]s/fastcgi;
+    uwsgi_temp_path %[1]s/uwsgi;
+    scgi_temp_path %[1]s/scgi;
+    upstream sks { server %[3]s; }
+    server {
+        listen 127.0.0.1:%[2]d;
+        location = /_sks {
+            internal;
+            proxy_pass http://sks/forward_auth?realm=demo;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI $request_uri;
+        }
+        location /app/ {
+            auth_request /_sks;
+            auth_request_set $sks_user $upstream_http_x_sks_user;
+            auth_request_set $sks_roles $upstream_http_x_sks_roles;
+            auth_request_set $sks_source $upstream_http_x_sks_source;
+            proxy_set_header X-SKS-User $sks_user;
+            proxy_set_header X-SKS-Roles $sks_roles;
+            proxy_set_header X-SKS-Source $sks_source;
+            proxy_pass http://127.0.0.1:%[4]d;
+        }
+        location / {
+            proxy_pass http://sks;
+        }
+    }
+    # The protected application: it answers the identity nginx passed on.
+    server {
+        listen 127.0.0.1:%[4]d;
+        location / {
+            default_type text/plain;
+            return 200 "user=$http_x_sks_user roles=$http_x_sks_roles source=$http_x_sks_source\n";
+        }
+    }
+}
+`
+
+func startNginx(t *testing.T, sksAddr string) string {
+	t.Helper()
+	testrig.Require(t, "nginx")
+	dir := t.TempDir()
+	port, appPort := testrig.FreePort(t), testrig.FreePort(t)
+	conf := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, dir, port, sksAddr, appPort)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := testrig.Start(t, dir, "nginx", nil, "nginx", "-p", dir, "-c", conf, "-e", "stderr")
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	p.WaitTCP(t, addr, 10*time.Second)
+	return "http://" + addr
+}
+
+func get(t *testing.T, url string, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if token != "" {
+		req.AddCookie(&http.Cookie{Name: "sks_token", Value: token})
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestBehindNginx(t *testing.T) {
+	testrig.Require(t, "nginx")
+	sks := testrig.StartSKS(t, webConfig)
+	front := startNginx(t, sks.Addr)
+	c, err := client.New(sks.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	sess, err := c.Login(ctx, "demo", "demo", sks.DemoPassword, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if code, body := get(t, front+"/app/page", sess.Token); code != 200 || body != "user=demo roles=demo source=auth/demo\n" {
+		t.Fatalf("valid cookie: got %d %q", code, body)
+	}
+	if code, _ := get(t, front+"/app/page", ""); code != 401 {
+		t.Fatalf("no cookie: got %d, want 401", code)
+	}
+	if code, _ := get(t, front+"/app/page", strings.Repeat("0", 64)); code != 401 {
+		t.Fatalf("unknown token: got %d, want 401", code)
+	}
+	if ok, err := c.Revoke(ctx, "demo", sess.Token); !ok || err != nil {
+		t.Fatalf("revoke: %v %v", ok, err)
+	}
+	if code, _ := get(t, front+"/app/page", sess.Token); code != 401 {
+		t.Fatalf("revoked token: got %d, want 401", code)
+	}
+}
+
+// TestLoginFlowBehindNginx signs in through the login page of the real
+// binary, reaches the protected app, and signs out.
+func TestLoginFlowBehindNginx(t *testing.T) {
+	testrig.Require(t, "nginx")
+	sks := testrig.StartSKS(t, webConfig)
+	front := startNginx(t, sks.Addr)
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar}
+	resp, err := hc.Get(front + "/login?realm=demo&return_to=/app/page")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(string(b))
+	if resp.StatusCode != 200 || m == nil {
+		t.Fatalf("login page: %d %q", resp.StatusCode, b)
+	}
+	form := url.Values{"realm": {"demo"}, "return_to": {"/app/page"}, "csrf": {m[1]}, "user": {"demo"}, "password": {sks.DemoPassword}}
+	resp, err = hc.PostForm(front+"/login", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "user=demo roles=demo source=auth/demo\n" {
+		t.Fatalf("after login: got %d %q", resp.StatusCode, b)
+	}
+	if strings.Contains(sks.Output(), sks.DemoPassword) {
+		t.Fatal("the server log holds the password")
+	}
+	resp, err = hc.PostForm(front+"/logout", url.Values{"realm": {"demo"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Request.URL.Path != "/login" {
+		t.Fatalf("after logout: at %s, want /login", resp.Request.URL)
+	}
+	resp, err = hc.Get(front + "/app/page")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Fatalf("after logout: got %d, want 401", resp.StatusCode)
+	}
+}

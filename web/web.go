@@ -1,0 +1,172 @@
+// Package web serves sks to browsers and reverse proxies: a forward-auth
+// endpoint (nginx auth_request, Caddy forward_auth, Traefik ForwardAuth), a
+// login page that sets a session cookie, and logout.
+//
+// It does not import package server: cmd hands it the token service and a
+// Login function, so that every login path shares the protocol's rules
+// (brute-force protection, audit events, timeouts).
+package web
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+
+	"sks/conf"
+	"sks/tokens"
+)
+
+// LoginFunc logs user in with pwd in realm (the realm's default module) and
+// returns a new session token. status is what /auth_token would answer:
+// 200 on success, 400 or 403 for refused credentials, 429 when throttled,
+// 503 when a backend or the store is down. client is the caller's address.
+type LoginFunc func(ctx context.Context, realm, user, pwd, client string) (token string, status int)
+
+// Options configures a Handler.
+type Options struct {
+	// Tokens validates and revokes sessions. Required.
+	Tokens *tokens.Service
+	// Login issues sessions for the login page. Required.
+	Login LoginFunc
+	// Config is the [web] section.
+	Config conf.Web
+	// Logger receives events; tokens appear only as short hashes.
+	Logger *slog.Logger
+	// Key signs CSRF tokens; empty makes a random per-process key.
+	Key []byte
+}
+
+// Handler serves the web endpoints.
+type Handler struct {
+	o       Options
+	cfg     conf.Web
+	log     *slog.Logger
+	key     []byte
+	allowed map[string]bool
+}
+
+// New checks o and returns a Handler.
+func New(o Options) (*Handler, error) {
+	if o.Tokens == nil || o.Login == nil {
+		return nil, errors.New("web: Tokens and Login are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg := o.Config
+	if cfg.CookieName == "" {
+		cfg.CookieName = "sks_token"
+	}
+	if cfg.LoginPath == "" {
+		cfg.LoginPath = "/login"
+	}
+	h := &Handler{o: o, cfg: cfg, log: o.Logger.With("component", "web"), key: o.Key, allowed: map[string]bool{}}
+	if len(h.key) == 0 {
+		h.key = make([]byte, 32)
+		rand.Read(h.key)
+	}
+	for _, host := range cfg.AllowedReturnHosts {
+		h.allowed[strings.ToLower(host)] = true
+	}
+	return h, nil
+}
+
+// Paths maps each served path to its handler, for server.Options.Mount.
+func (h *Handler) Paths() map[string]http.Handler {
+	return map[string]http.Handler{
+		"/forward_auth": http.HandlerFunc(h.ForwardAuth),
+		h.cfg.LoginPath: http.HandlerFunc(h.LoginPage),
+		"/logout":       http.HandlerFunc(h.Logout),
+	}
+}
+
+// realm returns the realm of r: the realm parameter, else the X-SKS-Realm
+// header, else the configured default.
+func (h *Handler) realm(r *http.Request) string {
+	if v, ok := queryValue(r.URL.RawQuery, "realm"); ok && v != "" {
+		return v
+	}
+	if v := r.Header.Get("X-Sks-Realm"); v != "" {
+		return v
+	}
+	return h.cfg.DefaultRealm
+}
+
+// queryValue finds one query parameter without building a url.Values.
+func queryValue(raw, name string) (string, bool) {
+	for raw != "" {
+		var part string
+		part, raw, _ = strings.Cut(raw, "&")
+		k, v, ok := strings.Cut(part, "=")
+		if !ok || k != name {
+			continue
+		}
+		if strings.ContainsAny(v, "%+") {
+			u, err := unescape(v)
+			if err != nil {
+				return "", false
+			}
+			v = u
+		}
+		return v, true
+	}
+	return "", false
+}
+
+// token returns the session token of r: the cookie, else a bearer header.
+func (h *Handler) token(r *http.Request) (string, bool) {
+	if c, err := r.Cookie(h.cfg.CookieName); err == nil && c.Value != "" {
+		return c.Value, okToken(c.Value)
+	}
+	a := r.Header.Get("Authorization")
+	if len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+		t := strings.TrimSpace(a[7:])
+		return t, t != "" && okToken(t)
+	}
+	return "", false
+}
+
+func okToken(t string) bool {
+	if len(t) > 1024 {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		if t[i] < 0x21 || t[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// printable reports whether s is non-empty, short and free of control
+// characters, so it can go into a header or a log line.
+func printable(s string, max int) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\uFFFD' {
+			return false
+		}
+	}
+	return true
+}
+
+func short(tok string) string {
+	s := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(s[:6])
+}
+
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
