@@ -171,4 +171,3 @@ func loopbackOnly(h http.Handler, public bool) http.Handler {
 		h.ServeHTTP(w, r)
 	})
 }
-
