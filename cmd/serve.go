@@ -317,6 +317,16 @@ func Serve(ctx context.Context, cfg *conf.Config, stdout io.Writer, log *slog.Lo
 		})
 	}
 
+	var notAfter func() time.Time
+	if loader != nil {
+		notAfter = loader.NotAfter
+	}
+	o, err := setupOps(cfg, &opts, notAfter, log)
+	if err != nil {
+		return err
+	}
+	defer o.close()
+
 	ln, err := listen(cfg)
 	if err != nil {
 		return err
@@ -359,6 +369,7 @@ func Serve(ctx context.Context, cfg *conf.Config, stdout io.Writer, log *slog.Lo
 		case s := <-sig:
 			if s == syscall.SIGHUP {
 				daemon.SdNotify(false, daemon.SdNotifyReloading)
+				o.reopen()
 				if loader != nil {
 					if err := loader.Reload(); err == nil {
 						log.Info("tls certificate reloaded")

@@ -76,6 +76,12 @@ type Config struct {
 	JWT jwtauth.Config `toml:"jwt"`
 	// Web configures the login page and the forward-auth endpoint.
 	Web Web `toml:"web"`
+	// Limits is the brute-force protection.
+	Limits Limits `toml:"limits"`
+	// Audit is the audit log.
+	Audit Audit `toml:"audit"`
+	// Metrics is the Prometheus endpoint.
+	Metrics Metrics `toml:"metrics"`
 
 	// Modules are the login modules by name, as clients spell them in module=.
 	Modules map[string]ModuleSpec `toml:"-"`
@@ -146,6 +152,76 @@ type HTTP struct {
 	MaxBodyBytes      int64    `toml:"max_body_bytes"`
 	MaxHeaderBytes    int      `toml:"max_header_bytes"`
 }
+
+// Limits is brute-force protection ([limits]): after UserFailures failed
+// logins of one user in one realm, or AddressFailures from one client
+// address (IPv6: per /64), within Window, further attempts are answered
+// 429 with Retry-After for Ban. Only wrong passwords and unknown users
+// count, not backend errors; a success clears the user's count.
+type Limits struct {
+	// Enabled turns the protection on. Default true.
+	Enabled *bool `toml:"enabled"`
+	// UserFailures per user and realm. Default 5.
+	UserFailures int `toml:"user_failures"`
+	// AddressFailures per client address, across realms. Default 20.
+	AddressFailures int `toml:"address_failures"`
+	// Window over which failures are counted. Default 15m.
+	Window Duration `toml:"window"`
+	// Ban is how long attempts are refused. Default 15m.
+	Ban Duration `toml:"ban"`
+	// MaxEntries caps the users and addresses tracked in memory; the least
+	// recently updated is forgotten first. Default 100000.
+	MaxEntries int `toml:"max_entries"`
+	// MinFailureLatency pads each failed login to at least this long, so
+	// that an unknown user fails as slowly as a wrong password. Default
+	// 250ms; "0s" is not possible, write "1ns" to turn it (nearly) off.
+	MinFailureLatency Duration `toml:"min_failure_latency"`
+	// Realms overrides the user limits of single realms
+	// ([limits.realms.NAME]); unset fields inherit.
+	Realms map[string]RealmLimits `toml:"realms"`
+}
+
+// On reports the effective Enabled setting.
+func (l Limits) On() bool { return l.Enabled == nil || *l.Enabled }
+
+// RealmLimits overrides [limits] for one realm.
+type RealmLimits struct {
+	UserFailures int      `toml:"user_failures"`
+	Window       Duration `toml:"window"`
+	Ban          Duration `toml:"ban"`
+}
+
+// Audit is the audit log ([audit]): one JSON line per login attempt and per
+// token or group event, written before the answer is sent.
+type Audit struct {
+	// Path of the log file (created 0600), or "-" for standard output.
+	// Empty disables the audit log.
+	Path string `toml:"path"`
+	// FailClosed fails a request (503) whose event cannot be written.
+	// Default true.
+	FailClosed *bool `toml:"fail_closed"`
+	// Sync fsyncs every line before answering: slower, but no acknowledged
+	// event is lost if the machine crashes. Default false.
+	Sync bool `toml:"sync"`
+}
+
+// Closed reports the effective FailClosed setting.
+func (a Audit) Closed() bool { return a.FailClosed == nil || *a.FailClosed }
+
+// Metrics is the Prometheus endpoint ([metrics]).
+type Metrics struct {
+	// Enabled serves metrics. Default true.
+	Enabled *bool `toml:"enabled"`
+	// Listen, if set, serves /metrics on this address of its own (such as
+	// "127.0.0.1:9431") instead of on the main listener.
+	Listen string `toml:"listen"`
+	// Public lets any client read /metrics on the main listener; by default
+	// only loopback clients may.
+	Public bool `toml:"public"`
+}
+
+// On reports the effective Enabled setting.
+func (m Metrics) On() bool { return m.Enabled == nil || *m.Enabled }
 
 // Realm is the policy of one realm. The realm named "*" applies to every
 // realm without a section of its own.
@@ -308,6 +384,19 @@ func (c *Config) fill() {
 	}
 	if c.Web.LoginPath == "" {
 		c.Web.LoginPath = "/login"
+	}
+	l := &c.Limits
+	if l.UserFailures <= 0 {
+		l.UserFailures = 5
+	}
+	if l.AddressFailures <= 0 {
+		l.AddressFailures = 20
+	}
+	def(&l.Window, 15*time.Minute)
+	def(&l.Ban, 15*time.Minute)
+	def(&l.MinFailureLatency, 250*time.Millisecond)
+	if l.MaxEntries <= 0 {
+		l.MaxEntries = 100000
 	}
 }
 

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 packages=(libpam0g-dev slapd ldap-utils krb5-kdc krb5-admin-server krb5-user
           redis-server openssl systemd passwd util-linux wrk)
-[ -f scripts/packages-extra.txt ] && mapfile -t -O ${#packages[@]} packages < <(grep -v '^#' scripts/packages-extra.txt | grep .)
+for f in scripts/packages-*.txt; do [ -f "$f" ] && mapfile -t -O ${#packages[@]} packages < <(grep -v "^#" "$f" | grep .); done
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,190 @@
+// Package audit writes sks's audit log: one JSON object per line for every
+// login attempt and every token or group event, never a token or password.
+//
+// Each line is written with a single write(2) on a file opened O_APPEND,
+// before the server answers the request; with Sync set it is also fsync'd,
+// so that an acknowledged login survives a crash of the machine. Without
+// Sync a line survives a crash of sks (it is in the kernel) but may be lost
+// if the machine goes down within the kernel's writeback delay.
+package audit
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+)
+
+// Event is one audit line. Token is a short hash of a token, never a token.
+type Event struct {
+	Time   time.Time `json:"time"`
+	Kind   string    `json:"kind"`
+	Realm  string    `json:"realm,omitempty"`
+	User   string    `json:"user,omitempty"`
+	Source string    `json:"source,omitempty"`
+	Module string    `json:"module,omitempty"`
+	Client string    `json:"client,omitempty"`
+	Token  string    `json:"token,omitempty"`
+	Detail string    `json:"detail,omitempty"`
+	// TookMS is how long a login took, in milliseconds.
+	TookMS int64 `json:"took_ms,omitempty"`
+}
+
+// Kinds written by this package; the server's events keep their own kinds
+// (issue, replace, revoke, stored, gen_key, create_group, mod_group).
+const (
+	// KindLogin is a successful login.
+	KindLogin = "login"
+	// KindLoginFailed is a wrong password, unknown user or refused module.
+	KindLoginFailed = "login_failed"
+	// KindLoginError is a login that failed in the backend (server down).
+	KindLoginError = "login_error"
+	// KindBan is a brute-force ban.
+	KindBan = "ban"
+)
+
+const (
+	maxLineBytes     = 64 << 10
+	defaultFileMode  = 0o600
+	openFlags        = os.O_WRONLY | os.O_APPEND | os.O_CREATE
+	stdoutPathMarker = "-"
+)
+
+// Config configures a Log.
+type Config struct {
+	// Path is the file to append to; "-" writes to standard output (for
+	// journald). Required.
+	Path string
+	// FailClosed makes Write return an error when a line cannot be written,
+	// so that the server fails the request (503) rather than act unrecorded.
+	// When false, the failure is logged and the request goes on.
+	FailClosed bool
+	// Sync fsyncs each line before Write returns.
+	Sync bool
+	// Logger receives write failures.
+	Logger *slog.Logger
+	// Now replaces the clock in tests.
+	Now func() time.Time
+}
+
+// Log is an open audit log. It is safe for concurrent use.
+type Log struct {
+	c  Config
+	mu sync.Mutex
+	w  io.Writer
+	f  *os.File // nil for standard output
+}
+
+// Open opens (creating with mode 0600) the audit log.
+func Open(c Config) (*Log, error) {
+	if c.Path == "" {
+		return nil, errors.New("audit log: no path")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	l := &Log{c: c}
+	if c.Path == stdoutPathMarker {
+		l.w = os.Stdout
+		return l, nil
+	}
+	f, err := os.OpenFile(c.Path, openFlags, defaultFileMode)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open audit log: %w", err)
+	}
+	l.f, l.w = f, f
+	return l, nil
+}
+
+// Reopen closes and reopens the file, for logrotate (call it on SIGHUP). If
+// the file cannot be reopened the old one stays in use and the error is
+// returned.
+func (l *Log) Reopen() error {
+	if l.f == nil {
+		return nil
+	}
+	f, err := os.OpenFile(l.c.Path, openFlags, defaultFileMode)
+	if err != nil {
+		return fmt.Errorf("cannot reopen audit log: %w", err)
+	}
+	l.mu.Lock()
+	old := l.f
+	l.f, l.w = f, f
+	l.mu.Unlock()
+	return old.Close()
+}
+
+// Close closes the file.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		return nil
+	}
+	err := l.f.Close()
+	l.f, l.w = nil, errWriter{}
+	return err
+}
+
+type errWriter struct{}
+
+func (errWriter) Write([]byte) (int, error) { return 0, os.ErrClosed }
+
+// Write appends one line for e, stamping its time if unset. With
+// FailClosed it returns an error when the line was not written (and
+// synced, with Sync).
+func (l *Log) Write(e Event) error {
+	if e.Time.IsZero() {
+		e.Time = l.c.Now()
+	}
+	e.Time = e.Time.UTC()
+	b, err := json.Marshal(e)
+	if err != nil {
+		return l.failed(e, fmt.Errorf("cannot encode audit event: %w", err))
+	}
+	if len(b) > maxLineBytes {
+		e.Detail = "(truncated)"
+		b, _ = json.Marshal(e)
+	}
+	b = append(b, '\n')
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, err := l.w.Write(b); err != nil {
+		return l.failed(e, fmt.Errorf("cannot write audit log: %w", err))
+	}
+	if l.c.Sync && l.f != nil {
+		if err := l.f.Sync(); err != nil {
+			return l.failed(e, fmt.Errorf("cannot sync audit log: %w", err))
+		}
+	}
+	return nil
+}
+
+func (l *Log) failed(e Event, err error) error {
+	l.c.Logger.Error("audit event lost", "kind", e.Kind, "realm", e.Realm, "user", e.User, "err", err)
+	if l.c.FailClosed {
+		return err
+	}
+	return nil
+}
+
+// Login records a login attempt; its signature is the server's AfterLogin
+// hook. The password is never passed here. A write failure is logged; the
+// request is failed by the following issue event instead (fail closed).
+func (l *Log) Login(realm, user, client, module string, ok bool, err error, took time.Duration) {
+	e := Event{Kind: KindLogin, Realm: realm, User: user, Client: client, Module: module, TookMS: took.Milliseconds()}
+	switch {
+	case err != nil:
+		e.Kind, e.Detail = KindLoginError, err.Error()
+	case !ok:
+		e.Kind = KindLoginFailed
+	}
+	_ = l.Write(e)
+}
