@@ -110,6 +110,9 @@ func New(o Options) *Server {
 		o.MaxBodyBytes = 64 << 10
 	}
 	s := &Server{o: o, log: o.Logger, loginSem: make(chan struct{}, o.MaxConcurrentLogins)}
+	if o.Tokens.Policies == nil {
+		o.Tokens.Policies = s.policy
+	}
 	if o.AdminToken != "" {
 		s.adminSum = sha256.Sum256([]byte(o.AdminToken))
 	}
@@ -292,7 +295,8 @@ func (q *request) need(name string) (string, bool) {
 }
 
 func (s *Server) policy(realm string) tokens.Policy {
-	return tokens.Policy{Lifetime: s.o.Realms.Policy(realm).Lifetime}
+	p := s.o.Realms.Policy(realm)
+	return tokens.Policy{Lifetime: p.Lifetime, IdleTimeout: p.IdleTimeout}
 }
 
 const (

@@ -250,6 +250,28 @@ func (s *Badger) supersede(txn *badger.Txn, realm, user string, keep Hash) error
 	return s.setRecord(txn, key, orec)
 }
 
+// Touch implements Store.
+func (s *Badger) Touch(ctx context.Context, realm string, h Hash, expires time.Time) error {
+	return s.update(ctx, func(txn *badger.Txn) error {
+		key := tokenKey(realm, h)
+		rec, _, err := s.getRecord(txn, key)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		rec.Expires = expires
+		if err := s.setRecord(txn, key, rec); err != nil {
+			return err
+		}
+		if cur, ok, err := currentOf(txn, realm, rec.User); err != nil || !ok || cur != h {
+			return err
+		}
+		return s.setCurrent(txn, realm, rec, h)
+	})
+}
+
 // Get implements Store.
 func (s *Badger) Get(ctx context.Context, realm string, h Hash) (Record, error) {
 	var rec Record

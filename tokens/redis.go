@@ -349,6 +349,23 @@ set(ck, ARGV[2], ARGV[5])
 return nv
 `)
 
+// touchScript: KEYS[1] token; ARGV[1] its hex hash, ARGV[2] current
+// pointer prefix, ARGV[3] the new expires varint, ARGV[4] PXAT or 0. The
+// record keeps everything but its expires field; the user's current
+// pointer gets the same expiry if it points at this token.
+var touchScript = redis.NewScript(luaRecord + `
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local _, user = parse(v)
+if not user then return redis.error_reply('ERR sks: corrupt token record ' .. KEYS[1]) end
+local i1 = varint_end(v, 3)
+local i2 = varint_end(v, i1)
+set(KEYS[1], string.sub(v, 1, i1 - 1) .. ARGV[3] .. string.sub(v, i2), ARGV[4])
+local ck = ARGV[2] .. user
+if redis.call('GET', ck) == ARGV[1] then set(ck, ARGV[1], ARGV[4]) end
+return 1
+`)
+
 // createGroupScript: KEYS[1] group key, KEYS[2] roles of the realm;
 // ARGV[1] key, ARGV[2] admin. Returns 0 if the group exists.
 var createGroupScript = redis.NewScript(`
@@ -397,6 +414,22 @@ func (s *Redis) Issue(ctx context.Context, realm string, h Hash, rec Record) err
 		encodeRecord(rec), at, hex.EncodeToString(h[:]), s.realmBase(realm)+":t:").Err()
 	if err != nil {
 		return s.fail(ctx, "issue token "+h.Short(), err)
+	}
+	return nil
+}
+
+// Touch implements Store.
+func (s *Redis) Touch(ctx context.Context, realm string, h Hash, expires time.Time) error {
+	ctx, cancel, err := s.call(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	err = touchScript.Run(ctx, s.c, []string{s.tokenKey(realm, h)},
+		hex.EncodeToString(h[:]), s.realmBase(realm)+":u:",
+		binary.AppendUvarint(nil, unixNano(expires)), strconv.FormatInt(pxat(expires), 10)).Err()
+	if err != nil {
+		return s.fail(ctx, "touch token "+h.Short(), err)
 	}
 	return nil
 }

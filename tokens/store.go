@@ -65,6 +65,10 @@ type Store interface {
 	// expires are the new token's times. It returns the new record.
 	Replace(ctx context.Context, realm string, old, next Hash, issued, expires time.Time) (Record, error)
 
+	// Touch moves the expiry of h (and of the user's current pointer, if h is
+	// current) to expires, for idle timeouts. Unknown tokens are ignored.
+	Touch(ctx context.Context, realm string, h Hash, expires time.Time) error
+
 	// GetKey returns the per-identity key, or ErrNotFound.
 	GetKey(ctx context.Context, realm, identity string) ([]byte, error)
 	// PutKey stores the per-identity key, replacing any earlier one.

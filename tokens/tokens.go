@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"sync"
 	"time"
 )
 
@@ -38,6 +39,8 @@ func (s Status) String() string {
 type Policy struct {
 	// Lifetime is the absolute lifetime of a token; zero means unlimited.
 	Lifetime time.Duration
+	// IdleTimeout ends a token not validated for this long; zero means none.
+	IdleTimeout time.Duration
 }
 
 // Service implements the token rules on top of a Store.
@@ -45,10 +48,18 @@ type Service struct {
 	store Store
 	// Now is the clock; tests replace it.
 	Now func() time.Time
+	// Policies returns the policy of a realm, for idle timeouts on Validate.
+	// Nil means no idle timeouts.
+	Policies func(realm string) Policy
+
+	touching sync.Map      // hashes with a Touch in flight
+	touchSem chan struct{} // bounds concurrent Touch writes
 }
 
 // NewService returns a Service over store.
-func NewService(store Store) *Service { return &Service{store: store, Now: time.Now} }
+func NewService(store Store) *Service {
+	return &Service{store: store, Now: time.Now, touchSem: make(chan struct{}, 16)}
+}
 
 // Store returns the underlying store.
 func (s *Service) Store() Store { return s.store }
@@ -66,11 +77,20 @@ func NewToken() (string, Hash) {
 	return t, HashToken(t)
 }
 
-func (s *Service) expiry(now time.Time, p Policy) time.Time {
-	if p.Lifetime <= 0 {
-		return time.Time{}
+// expiry is when a token used at now expires: the earlier of its absolute
+// end (issued + Lifetime) and now + IdleTimeout. Idle timeouts live in the
+// record's expiry, so the store's TTL removes idle tokens too.
+func expiry(issued, now time.Time, p Policy) time.Time {
+	var end time.Time
+	if p.Lifetime > 0 {
+		end = issued.Add(p.Lifetime)
 	}
-	return now.Add(p.Lifetime)
+	if p.IdleTimeout > 0 {
+		if idle := now.Add(p.IdleTimeout); end.IsZero() || idle.Before(end) {
+			end = idle
+		}
+	}
+	return end
 }
 
 // Issue creates a new token for identity text id of user in realm and makes
@@ -90,7 +110,7 @@ func (s *Service) put(ctx context.Context, realm string, h Hash, user, identity 
 	now := s.Now()
 	return s.store.Issue(ctx, realm, h, Record{
 		User: user, Identity: identity, Roles: roles,
-		Issued: now, Expires: s.expiry(now, p),
+		Issued: now, Expires: expiry(now, now, p),
 	})
 }
 
@@ -106,10 +126,46 @@ func (s *Service) Validate(ctx context.Context, realm, token string) (Record, St
 		return Record{}, Invalid, err
 	case !rec.Expires.IsZero() && !s.Now().Before(rec.Expires):
 		return Record{}, Invalid, nil
-	case rec.Superseded:
+	}
+	if s.Policies != nil {
+		s.refresh(realm, token, rec, s.Policies(realm))
+	}
+	if rec.Superseded {
 		return rec, Superseded, nil
 	}
 	return rec, Current, nil
+}
+
+// refresh extends an idle timeout after a successful validation. To keep
+// /valid free of a disk write on every call, it writes only when the new
+// expiry is more than an eighth of the idle timeout later than the stored
+// one (so a session may end up to IdleTimeout/8 early), in the background,
+// and at most once at a time per token.
+func (s *Service) refresh(realm, token string, rec Record, p Policy) {
+	if p.IdleTimeout <= 0 || rec.Expires.IsZero() {
+		return
+	}
+	now := s.Now()
+	next := expiry(rec.Issued, now, p)
+	if next.Sub(rec.Expires) <= p.IdleTimeout/8 {
+		return
+	}
+	h := HashToken(token)
+	if _, busy := s.touching.LoadOrStore(h, struct{}{}); busy {
+		return
+	}
+	select {
+	case s.touchSem <- struct{}{}:
+	default:
+		s.touching.Delete(h) // too many writes in flight: a later /valid retries
+		return
+	}
+	go func() {
+		defer func() { <-s.touchSem; s.touching.Delete(h) }()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.store.Touch(ctx, realm, h, next)
+	}()
 }
 
 // Revoke forgets token; it reports false if the token was unknown.
@@ -131,7 +187,7 @@ func (s *Service) Replace(ctx context.Context, realm, token string, p Policy) (s
 	}
 	tok, h := NewToken()
 	now := s.Now()
-	rec, err := s.store.Replace(ctx, realm, HashToken(token), h, now, s.expiry(now, p))
+	rec, err := s.store.Replace(ctx, realm, HashToken(token), h, now, expiry(now, now, p))
 	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrNotCurrent) {
 		return "", Record{}, false, nil
 	}

@@ -105,3 +105,71 @@ func TestServiceStatusAndExpiry(t *testing.T) {
 		t.Fatal("an expired token was replaced")
 	}
 }
+
+// TestIdleTimeout: a token unused for the idle timeout answers NO; use
+// extends it, but never past the absolute lifetime; the extension is
+// written only now and then, not on every validation.
+func TestIdleTimeout(t *testing.T) {
+	ctx := context.Background()
+	s, err := tokens.OpenBadger(tokens.BadgerOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	svc := tokens.NewService(s)
+	t0 := time.Now()
+	now := t0
+	svc.Now = func() time.Time { return now }
+	p := tokens.Policy{IdleTimeout: 10 * time.Minute, Lifetime: 22 * time.Minute}
+	svc.Policies = func(string) tokens.Policy { return p }
+	tok, err := svc.Issue(ctx, "r", "alice", "alice\npam\n", nil, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := tokens.HashToken(tok)
+	expiresAt := func() time.Time {
+		rec, err := s.Get(ctx, "r", h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec.Expires
+	}
+	if got := expiresAt(); !got.Equal(t0.Add(10 * time.Minute)) {
+		t.Fatalf("initial expiry %v, want issue + idle", got.Sub(t0))
+	}
+	validate := func(at time.Duration, want tokens.Status) {
+		t.Helper()
+		now = t0.Add(at)
+		if _, got, err := svc.Validate(ctx, "r", tok); err != nil || got != want {
+			t.Fatalf("at %v: got %v, %v; want %v", at, got, err, want)
+		}
+	}
+	waitExpiry := func(want time.Time) {
+		t.Helper()
+		for range 500 {
+			if expiresAt().Equal(want) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Fatalf("expiry stayed %v, want %v", expiresAt().Sub(t0), want.Sub(t0))
+	}
+	validate(time.Minute, tokens.Current) // gain of 1m < idle/8: no write
+	if got := expiresAt(); !got.Equal(t0.Add(10 * time.Minute)) {
+		t.Fatalf("a validation 1 minute in wrote the expiry (%v): writes must be rare", got.Sub(t0))
+	}
+	validate(5*time.Minute, tokens.Current)
+	waitExpiry(t0.Add(15 * time.Minute))
+	validate(14*time.Minute, tokens.Current)
+	waitExpiry(t0.Add(22 * time.Minute)) // capped by the absolute lifetime
+	validate(21*time.Minute, tokens.Current)
+	validate(22*time.Minute, tokens.Invalid)
+
+	// Unused for the idle timeout: gone.
+	now = t0
+	tok2, _ := svc.Issue(ctx, "r", "bob", "bob\npam\n", nil, p)
+	now = t0.Add(10*time.Minute + time.Second)
+	if _, got, _ := svc.Validate(ctx, "r", tok2); got != tokens.Invalid {
+		t.Fatalf("idle token: got %v, want NO", got)
+	}
+}

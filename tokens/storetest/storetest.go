@@ -123,6 +123,36 @@ func Run(t *testing.T, open Opener) {
 		}
 	})
 
+	t.Run("TouchExtendsExpiry", func(t *testing.T) {
+		s := open(t)
+		r := rec("alice", "pam")
+		r.Expires = time.Now().Add(1500 * time.Millisecond)
+		must(t, s.Issue(ctx, "r", h("a"), r))
+		must(t, s.Touch(ctx, "r", h("a"), time.Now().Add(time.Hour)))
+		must(t, s.Touch(ctx, "r", h("unknown"), time.Now().Add(time.Hour)))
+		time.Sleep(1600 * time.Millisecond)
+		got, err := s.Get(ctx, "r", h("a"))
+		if err != nil || got.Superseded || got.Identity != r.Identity || got.Expires.Before(time.Now().Add(50*time.Minute)) {
+			t.Fatalf("after touch and the old expiry: got %+v, %v", got, err)
+		}
+		// The current pointer was extended too: a new login supersedes it.
+		must(t, s.Issue(ctx, "r", h("b"), rec("alice", "pam")))
+		if got, err := s.Get(ctx, "r", h("a")); err != nil || !got.Superseded {
+			t.Fatalf("touched token after a new login: got %+v, %v; want superseded", got, err)
+		}
+		// A touch keeps the superseded flag.
+		must(t, s.Touch(ctx, "r", h("a"), time.Now().Add(2*time.Hour)))
+		if got, _ := s.Get(ctx, "r", h("a")); !got.Superseded {
+			t.Fatal("touch cleared the superseded flag")
+		}
+		// A touch after revoke does not bring the token back.
+		must(t, s.Revoke(ctx, "r", h("a")))
+		must(t, s.Touch(ctx, "r", h("a"), time.Now().Add(time.Hour)))
+		if _, err := s.Get(ctx, "r", h("a")); !errors.Is(err, tokens.ErrNotFound) {
+			t.Fatalf("revoked token after touch: %v", err)
+		}
+	})
+
 	t.Run("Keys", func(t *testing.T) {
 		s := open(t)
 		if _, err := s.GetKey(ctx, "r", "alice\npam\n"); !errors.Is(err, tokens.ErrNotFound) {
