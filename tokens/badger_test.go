@@ -2,6 +2,8 @@ package tokens_test
 
 import (
 	"context"
+	"fmt"
+	"sync/atomic"
 	"testing"
 
 	"sks/tokens"
@@ -58,4 +60,27 @@ func TestBadgerReopen(t *testing.T) {
 	if k, err := s.GetKey(ctx, "r", "u\npam\n"); err != nil || string(k) != "secret" {
 		t.Fatalf("key after reopen: %q, %v", k, err)
 	}
+}
+
+// BenchmarkBadgerIssueDurable: durable issues from 32 goroutines on disk,
+// the store's share of the /stored_token and /auth_token cost.
+func BenchmarkBadgerIssueDurable(b *testing.B) {
+	s, err := tokens.OpenBadger(tokens.BadgerOptions{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	var n atomic.Int64
+	b.SetParallelism(16)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			tok := fmt.Sprint("bench-", i)
+			if err := s.Issue(ctx, "r", tokens.HashToken(tok), tokens.Record{User: tok, Identity: tok + "\nstored\n"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "issues/s")
 }

@@ -55,6 +55,7 @@ func seed(args []string) error {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var failed atomic.Int64
+	var firstErr atomic.Value
 	start := time.Now()
 	for range *c {
 		wg.Add(1)
@@ -69,12 +70,14 @@ func seed(args []string) error {
 				resp, err := client.Get(fmt.Sprintf("%s/stored_token?realm=%s&user=user%d&token=%s", *base, *realm, i, tok))
 				if err != nil {
 					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
 					continue
 				}
-				io.Copy(io.Discard, resp.Body)
+				body, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode != 200 {
 					failed.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Sprintf("%d %s", resp.StatusCode, body))
 					continue
 				}
 				toks[i] = tok
@@ -84,7 +87,7 @@ func seed(args []string) error {
 	wg.Wait()
 	took := time.Since(start)
 	if failed.Load() > 0 {
-		return fmt.Errorf("%d of %d stores failed", failed.Load(), *n)
+		return fmt.Errorf("%d of %d stores failed; first: %v", failed.Load(), *n, firstErr.Load())
 	}
 	fmt.Printf("issued %d durable tokens with %d clients in %.2fs: %.0f tokens/s\n", *n, *c, took.Seconds(), float64(*n)/took.Seconds())
 	return os.WriteFile(*out, []byte(strings.Join(toks, "\n")+"\n"), 0o600)
