@@ -22,6 +22,9 @@ type BadgerOptions struct {
 	Logger *slog.Logger
 	// GCInterval is how often value-log garbage collection runs. Default 10m.
 	GCInterval time.Duration
+	// CacheSize bounds the records kept in memory for validation. Default
+	// 65536; negative disables the cache.
+	CacheSize int
 }
 
 // Badger is the embedded Store, on disk or in memory.
@@ -35,6 +38,7 @@ type Badger struct {
 
 	durable bool // on disk: every write waits for a group sync
 	sync    groupSync
+	cache   *recordCache // nil: disabled
 }
 
 // groupSync makes writes durable with one fsync for many commits.
@@ -125,6 +129,12 @@ func OpenBadger(o BadgerOptions) (*Badger, error) {
 		return nil, fmt.Errorf("cannot open token store %s: %w", where, err)
 	}
 	s := &Badger{db: db, log: log, done: make(chan struct{}), now: time.Now, durable: o.Dir != ""}
+	switch {
+	case o.CacheSize == 0:
+		s.cache = newRecordCache(65536)
+	case o.CacheSize > 0:
+		s.cache = newRecordCache(o.CacheSize)
+	}
 	if o.Dir != "" {
 		iv := o.GCInterval
 		if iv <= 0 {
@@ -250,6 +260,23 @@ func ttlOf(expires, now time.Time) (time.Duration, bool) {
 	return d.Truncate(time.Second) + time.Second, true
 }
 
+// writeTokens runs update for a write of token records in realm; fn returns
+// the hashes whose records it changed, dropped from the cache afterwards.
+func (s *Badger) writeTokens(ctx context.Context, realm string, fn func(txn *badger.Txn) ([]Hash, error)) error {
+	if s.cache == nil {
+		return s.update(ctx, func(txn *badger.Txn) error { _, err := fn(txn); return err })
+	}
+	var written []Hash
+	s.cache.beginWrite()
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		var err error
+		written, err = fn(txn)
+		return err
+	})
+	s.cache.endWrite(realm, written...)
+	return err
+}
+
 // currentOf returns the hash of the user's current token, if any.
 func currentOf(txn *badger.Txn, realm, user string) (Hash, bool, error) {
 	var h Hash
@@ -273,116 +300,132 @@ func currentOf(txn *badger.Txn, realm, user string) (Hash, bool, error) {
 // Issue implements Store.
 func (s *Badger) Issue(ctx context.Context, realm string, h Hash, rec Record) error {
 	rec.Superseded = false
-	return s.update(ctx, func(txn *badger.Txn) error {
-		if err := s.supersede(txn, realm, rec.User, h); err != nil {
-			return err
+	return s.writeTokens(ctx, realm, func(txn *badger.Txn) ([]Hash, error) {
+		old, err := s.supersede(txn, realm, rec.User, h)
+		if err != nil {
+			return nil, err
 		}
 		if err := s.setRecord(txn, tokenKey(realm, h), rec); err != nil {
-			return err
+			return nil, err
 		}
-		return s.setCurrent(txn, realm, rec, h)
+		return []Hash{h, old}, s.setCurrent(txn, realm, rec, h)
 	})
 }
 
-// supersede marks the user's current token, unless it is keep, as superseded.
-// Older tokens were marked when they stopped being current.
-func (s *Badger) supersede(txn *badger.Txn, realm, user string, keep Hash) error {
+// supersede marks the user's current token, unless it is keep, as superseded,
+// and returns its hash. Older tokens were marked when they stopped being
+// current.
+func (s *Badger) supersede(txn *badger.Txn, realm, user string, keep Hash) (Hash, error) {
 	old, ok, err := currentOf(txn, realm, user)
 	if err != nil || !ok || old == keep {
-		return err
+		return old, err
 	}
 	key := tokenKey(realm, old)
 	orec, _, err := s.getRecord(txn, key)
 	if errors.Is(err, ErrNotFound) {
-		return nil
+		return old, nil
 	}
 	if err != nil {
-		return err
+		return old, err
 	}
 	orec.Superseded = true
-	return s.setRecord(txn, key, orec)
+	return old, s.setRecord(txn, key, orec)
 }
 
 // Touch implements Store.
 func (s *Badger) Touch(ctx context.Context, realm string, h Hash, expires time.Time) error {
-	return s.update(ctx, func(txn *badger.Txn) error {
+	return s.writeTokens(ctx, realm, func(txn *badger.Txn) ([]Hash, error) {
 		key := tokenKey(realm, h)
 		rec, _, err := s.getRecord(txn, key)
 		if errors.Is(err, ErrNotFound) {
-			return nil
+			return nil, nil
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rec.Expires = expires
 		if err := s.setRecord(txn, key, rec); err != nil {
-			return err
+			return nil, err
 		}
 		if cur, ok, err := currentOf(txn, realm, rec.User); err != nil || !ok || cur != h {
-			return err
+			return []Hash{h}, err
 		}
-		return s.setCurrent(txn, realm, rec, h)
+		return []Hash{h}, s.setCurrent(txn, realm, rec, h)
 	})
 }
 
 // Get implements Store.
 func (s *Badger) Get(ctx context.Context, realm string, h Hash) (Record, error) {
+	var gen uint64
+	cacheable := false
+	if s.cache != nil {
+		if rec, ok := s.cache.get(realm, h); ok {
+			if !rec.Expires.IsZero() && !s.now().Before(rec.Expires) {
+				return Record{}, ErrNotFound
+			}
+			return rec, nil
+		}
+		gen, cacheable = s.cache.snapshot()
+	}
 	var rec Record
 	err := s.view(func(txn *badger.Txn) error {
 		var err error
 		rec, _, err = s.getRecord(txn, tokenKey(realm, h))
 		return err
 	})
+	if err == nil && cacheable {
+		s.cache.put(realm, h, rec, gen)
+	}
 	return rec, err
 }
 
 // Revoke implements Store.
 func (s *Badger) Revoke(ctx context.Context, realm string, h Hash) error {
-	return s.update(ctx, func(txn *badger.Txn) error {
+	return s.writeTokens(ctx, realm, func(txn *badger.Txn) ([]Hash, error) {
 		key := tokenKey(realm, h)
 		rec, _, err := s.getRecord(txn, key)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := txn.Delete(key); err != nil {
-			return err
+			return nil, err
 		}
 		cur, ok, err := currentOf(txn, realm, rec.User)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if ok && cur == h {
-			return txn.Delete(currentKey(realm, rec.User))
+			return []Hash{h}, txn.Delete(currentKey(realm, rec.User))
 		}
-		return nil
+		return []Hash{h}, nil
 	})
 }
 
 // Replace implements Store.
 func (s *Badger) Replace(ctx context.Context, realm string, old, next Hash, issued, expires time.Time) (Record, error) {
 	var out Record
-	err := s.update(ctx, func(txn *badger.Txn) error {
+	err := s.writeTokens(ctx, realm, func(txn *badger.Txn) ([]Hash, error) {
 		key := tokenKey(realm, old)
 		rec, _, err := s.getRecord(txn, key)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		cur, ok, err := currentOf(txn, realm, rec.User)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if rec.Superseded || !ok || cur != old {
-			return ErrNotCurrent
+			return nil, ErrNotCurrent
 		}
 		if err := txn.Delete(key); err != nil {
-			return err
+			return nil, err
 		}
 		rec.Issued, rec.Expires = issued, expires
 		if err := s.setRecord(txn, tokenKey(realm, next), rec); err != nil {
-			return err
+			return nil, err
 		}
 		out = rec
-		return s.setCurrent(txn, realm, rec, next)
+		return []Hash{old, next}, s.setCurrent(txn, realm, rec, next)
 	})
 	return out, err
 }

@@ -3,6 +3,7 @@ package tokens_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -83,4 +84,49 @@ func BenchmarkBadgerIssueDurable(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "issues/s")
+}
+
+// TestCacheNeverStale: validations racing with supersedes, replaces and
+// revokes never see an answer older than the last acknowledged write.
+func TestCacheNeverStale(t *testing.T) {
+	ctx := context.Background()
+	s := openBadger(t, "")
+	stop := make(chan struct{})
+	var readers sync.WaitGroup
+	for range 4 {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				s.Get(ctx, "r", tokens.HashToken(fmt.Sprint("t", i%50)))
+			}
+		}()
+	}
+	for i := range 50 {
+		a, b := tokens.HashToken(fmt.Sprint("t", i)), tokens.HashToken(fmt.Sprint("u", i))
+		must := func(err error) {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		must(s.Issue(ctx, "r", a, tokens.Record{User: "alice", Identity: "alice\npam\n"}))
+		if got, err := s.Get(ctx, "r", a); err != nil || got.Superseded {
+			t.Fatalf("round %d: fresh token %+v, %v", i, got, err)
+		}
+		must(s.Issue(ctx, "r", b, tokens.Record{User: "alice", Identity: "alice\npam\n"}))
+		if got, err := s.Get(ctx, "r", a); err != nil || !got.Superseded {
+			t.Fatalf("round %d: after a new login the old token is %+v, %v; want superseded", i, got, err)
+		}
+		must(s.Revoke(ctx, "r", a))
+		if _, err := s.Get(ctx, "r", a); err == nil {
+			t.Fatalf("round %d: revoked token still answered", i)
+		}
+	}
+	close(stop)
+	readers.Wait()
 }

@@ -189,10 +189,13 @@ func (s *Badger) badgerEntry(txn *badger.Txn, key, v []byte, expiresAt uint64) (
 
 // Load implements Dumper.
 func (s *Badger) Load(ctx context.Context, e Entry) error {
+	if e.Kind == EntryToken {
+		return s.writeTokens(ctx, e.Realm, func(txn *badger.Txn) ([]Hash, error) {
+			return []Hash{e.Hash}, s.setRecord(txn, tokenKey(e.Realm, e.Hash), e.Record)
+		})
+	}
 	return s.update(ctx, func(txn *badger.Txn) error {
 		switch e.Kind {
-		case EntryToken:
-			return s.setRecord(txn, tokenKey(e.Realm, e.Hash), e.Record)
 		case EntryCurrent:
 			be := badger.NewEntry(currentKey(e.Realm, e.Name), append([]byte(nil), e.Hash[:]...))
 			if ttl, ok := ttlOf(e.Expires, s.now()); ok {
