@@ -1,4 +1,4 @@
-package cmd_test
+package cmd
 
 import (
 	"bufio"
@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,29 +17,11 @@ import (
 	"sks/testrig"
 )
 
-// buildSKS builds the real binary once per test run.
-var buildSKS = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "sks-bin-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "sks")
-	out, err := exec.Command("go", "build", "-o", bin, "sks/cmd/sks").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
-
 // startSKS starts the binary with args and waits for its listening line.
 func startSKS(t *testing.T, args ...string) (*exec.Cmd, string) {
 	t.Helper()
-	bin, err := buildSKS()
-	if err != nil {
-		t.Fatal(err)
-	}
 	port := testrig.FreePort(t)
-	cmd := exec.Command(bin, append(args, "-l", "127.0.0.1", "-p", fmt.Sprint(port))...)
+	cmd := exec.Command(sksBinary, append(args, "-l", "127.0.0.1", "-p", fmt.Sprint(port))...)
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {

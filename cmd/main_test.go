@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"sks/testrig"
 )
 
 // sksBinary is the sks binary built once for the tests that run it.
@@ -20,9 +22,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	sksBinary = filepath.Join(dir, "sks")
-	if out, err := exec.Command("go", "build", "-o", sksBinary, "./sks").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "cannot build sks: %v\n%s", err, out)
+	if sksBinary, err = testrig.BuildSKS(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
@@ -31,23 +32,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // demoServer runs "sks -d dir -demo" on a free port until the test ends
 // and returns its URL, data directory and the demo password.
 func demoServer(t *testing.T, extra ...string) (url, dir, password string) {
 	t.Helper()
 	dir = t.TempDir()
-	port := freePort(t)
+	port := testrig.FreePort(t)
 	logf, err := os.Create(filepath.Join(dir, "server.log"))
 	if err != nil {
 		t.Fatal(err)

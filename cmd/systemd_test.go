@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"sks/testrig"
 	"sks/tokens"
 )
 
@@ -105,7 +106,7 @@ func TestSocketActivationAndNotify(t *testing.T) {
 		}
 	}
 
-	port := freePort(t)
+	port := testrig.FreePort(t)
 	data := filepath.Join(dir, "data")
 	logf, _ := os.Create(filepath.Join(dir, "server.log"))
 	defer logf.Close()

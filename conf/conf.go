@@ -17,21 +17,11 @@ import (
 	"sks/tokens"
 )
 
-// Duration is a time.Duration written in TOML as a string such as "8h" or "90s".
-type Duration struct{ time.Duration }
-
-// UnmarshalText parses a Go duration string.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return fmt.Errorf("not a duration %q (write e.g. \"30s\", \"8h\"): %w", b, err)
-	}
-	d.Duration = v
-	return nil
-}
-
-// MarshalText writes the duration back in Go's notation.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+// Duration is a time.Duration written in TOML as a string such as "8h" or
+// "90s". It is jwtauth.Duration under another name: conf embeds
+// jwtauth.Config as [jwt], so jwtauth cannot import conf, and the type is
+// defined there once.
+type Duration = jwtauth.Duration
 
 // Config is the whole configuration of one sks process.
 type Config struct {

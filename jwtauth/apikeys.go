@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"sks/secretfile"
 )
 
 // HMAC API keys follow cyphernode's gatekeeper: a keys file of
@@ -107,7 +109,7 @@ func (a *APIKeys) Len() int {
 
 // reload reads the file; the caller holds a.mu or owns a.
 func (a *APIKeys) reload() error {
-	b, err := readSecretFile(a.path)
+	b, err := secretfile.Read(a.path)
 	if err != nil {
 		return fmt.Errorf("cannot read api keys: %w", err)
 	}
@@ -201,19 +203,12 @@ func NewAPIKey(path, id string) (string, error) {
 		return "", fmt.Errorf("cannot add api key: id %.70q: use 1-64 letters, digits, '.', '_' or '-'", id)
 	}
 	path = expandHome(path)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := secretfile.OpenFile("api keys file", path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
-		return "", fmt.Errorf("cannot open api keys file: %w", err)
+		return "", err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return "", fmt.Errorf("cannot open api keys file: %w", err)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("%s has mode %04o: %w; run chmod 600 %s", path, st.Mode().Perm(), ErrLooseFileMode, path)
-	}
-	old, err := io.ReadAll(io.LimitReader(f, maxKeyFileBytes))
+	old, err := io.ReadAll(io.LimitReader(f, secretfile.MaxBytes))
 	if err != nil {
 		return "", fmt.Errorf("cannot read api keys file: %w", err)
 	}

@@ -8,9 +8,9 @@ import (
 )
 
 // Duration is a time.Duration written in TOML as a string such as "5m" or
-// "24h". It behaves exactly like conf.Duration; it is repeated here because
-// conf will embed jwtauth.Config as [jwt], and conf importing jwtauth while
-// jwtauth imports conf would be an import cycle.
+// "24h". conf.Duration is an alias of it: it lives here because conf embeds
+// jwtauth.Config as [jwt], and conf importing jwtauth while jwtauth imported
+// conf would be an import cycle.
 type Duration struct{ time.Duration }
 
 // UnmarshalText parses a Go duration string.

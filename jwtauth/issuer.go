@@ -28,6 +28,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"sks/secretfile"
 )
 
 // MaxTokenBytes is the largest token accepted; longer ones are refused
@@ -139,7 +141,7 @@ func Open(cfg Config, log *slog.Logger) (*Issuer, error) {
 		i.active = &i.keys[0] // keys may have been reallocated
 	}
 	if cfg.MasterTokenFile != "" {
-		b, err := readSecretFile(expandHome(cfg.MasterTokenFile))
+		b, err := secretfile.Read(expandHome(cfg.MasterTokenFile))
 		if err != nil {
 			return nil, fmt.Errorf("cannot read master token: %w", err)
 		}

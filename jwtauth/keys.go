@@ -13,40 +13,18 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"sks/secretfile"
 )
 
 // ErrLooseFileMode is returned for secret files readable by group or others.
-var ErrLooseFileMode = errors.New("file is accessible by group or others")
-
-// maxKeyFileBytes bounds what is read from key, token and API-key files.
-const maxKeyFileBytes = 1 << 20
-
-// readSecretFile reads a file that holds a secret, refusing it when group or
-// others have any access, so a leaked key is not silently accepted.
-func readSecretFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%s has mode %04o: %w; run chmod 600 %s", path, st.Mode().Perm(), ErrLooseFileMode, path)
-	}
-	return io.ReadAll(io.LimitReader(f, maxKeyFileBytes))
-}
+// It is secretfile.ErrLooseMode, so either matches with errors.Is.
+var ErrLooseFileMode = secretfile.ErrLooseMode
 
 // expandHome turns a leading "~/" into the home directory, since OPAL's
 // examples write key paths that way.
@@ -78,7 +56,7 @@ func loadPrivateKey(spec, passphrase string) (crypto.Signer, error) {
 		data = inlinePEM(spec)
 	} else {
 		var err error
-		if data, err = readSecretFile(expandHome(spec)); err != nil {
+		if data, err = secretfile.Read(expandHome(spec)); err != nil {
 			return nil, fmt.Errorf("cannot read signing key: %w", err)
 		}
 	}
@@ -102,7 +80,7 @@ func loadPublicKey(spec string) (crypto.PublicKey, error) {
 			return nil, fmt.Errorf("cannot read public key: %w", err)
 		}
 		if strings.Contains(string(data), "PRIVATE KEY-----") {
-			if data, err = readSecretFile(expandHome(spec)); err != nil {
+			if data, err = secretfile.Read(expandHome(spec)); err != nil {
 				return nil, fmt.Errorf("cannot read public key: %w", err)
 			}
 		}

@@ -1,6 +1,7 @@
 package testrig
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -24,6 +25,19 @@ type SKS struct {
 	DemoPassword string
 }
 
+// BuildSKS builds sks/cmd/sks into dir and returns the binary's path.
+func BuildSKS(dir string) (string, error) {
+	bin := filepath.Join(dir, "sks")
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = "/usr/local/go/bin/go"
+	}
+	if out, err := exec.Command(goBin, "build", "-o", bin, "sks/cmd/sks").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("cannot build sks: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
 // StartSKS builds ./cmd/sks and runs it on a free loopback port with the
 // demo realm and a badger store under a temporary directory. config, if not
 // empty, is written to a file passed with -c. The process stops when the
@@ -31,14 +45,9 @@ type SKS struct {
 func StartSKS(t testing.TB, config string) *SKS {
 	t.Helper()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "sks")
-	goBin, err := exec.LookPath("go")
+	bin, err := BuildSKS(dir)
 	if err != nil {
-		goBin = "/usr/local/go/bin/go"
-	}
-	build := exec.Command(goBin, "build", "-o", bin, "sks/cmd/sks")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("cannot build sks: %v\n%s", err, out)
+		t.Fatal(err)
 	}
 	port := FreePort(t)
 	args := []string{"-d", filepath.Join(dir, "data"), "-demo", "-l", "127.0.0.1", "-p", strconv.Itoa(port), "-log-level", "debug"}

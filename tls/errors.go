@@ -2,8 +2,8 @@ package tls
 
 import (
 	"errors"
-	"fmt"
-	"io/fs"
+
+	"sks/secretfile"
 )
 
 // Sentinel errors for classifying failures with errors.Is. The messages
@@ -22,23 +22,11 @@ var (
 	ErrCorrupt = errors.New("truncated or corrupt")
 	// ErrUnsupported means a well-formed file uses something sks cannot read.
 	ErrUnsupported = errors.New("unsupported")
-	// ErrInsecurePermissions means a password file is readable by others.
-	ErrInsecurePermissions = errors.New("insecure permissions")
+	// ErrInsecurePermissions means a password file is accessible by group
+	// or others. It is secretfile.ErrLooseMode, so either matches.
+	ErrInsecurePermissions = secretfile.ErrLooseMode
 	// ErrNoTerminal means -PP was asked for without a terminal to prompt on.
 	ErrNoTerminal = errors.New("no terminal")
 	// ErrConfig means the tls settings contradict each other.
 	ErrConfig = errors.New("invalid tls configuration")
 )
-
-// permError reports a password file that others may read, in the words an
-// operator can act on, and matches ErrInsecurePermissions.
-type permError struct {
-	path string
-	perm fs.FileMode
-}
-
-func (e *permError) Error() string {
-	return fmt.Sprintf("password file %s is readable by group or others (mode %04o); run chmod 600 %s", e.path, e.perm, e.path)
-}
-
-func (e *permError) Is(target error) bool { return target == ErrInsecurePermissions }

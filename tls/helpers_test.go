@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"sks/conf"
+	"sks/testrig"
 )
 
 // pki is a test CA with an intermediate that issues server leaves, and a
@@ -188,26 +189,8 @@ func openssl(t testing.TB, dir string, args ...string) {
 	}
 }
 
-// logBuffer collects log output for assertions.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func testLogger(t testing.TB) (*slog.Logger, *logBuffer) {
-	buf := &logBuffer{}
+func testLogger(t testing.TB) (*slog.Logger, *testrig.Buffer) {
+	buf := &testrig.Buffer{}
 	w := io.MultiWriter(buf, tWriter{t})
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
 }

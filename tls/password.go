@@ -8,13 +8,15 @@ import (
 	"os"
 
 	"golang.org/x/term"
+
+	"sks/secretfile"
 )
 
 // DefaultPassword is the keystore password the original SessionKeyServer
 // used when neither -P, -PF nor -PP was given.
 const DefaultPassword = "SessionKeyServer"
 
-// maxPasswordFile bounds how much of a password file is read.
+// maxPasswordFile bounds the size of a password file.
 const maxPasswordFile = 64 << 10
 
 // PromptFunc asks the operator for a password without echoing it and
@@ -25,24 +27,9 @@ type PromptFunc func(prompt string) ([]byte, error)
 // readPasswordFile returns the first line of the file at path (the -PF
 // option), refusing a file that group or others may read.
 func readPasswordFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	b, err := secretfile.ReadOf("password file", path)
 	if err != nil {
-		return nil, fmt.Errorf("cannot open password file: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("cannot stat password file %s: %w", path, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("password file %s is not a regular file", path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o044 != 0 {
-		return nil, &permError{path: path, perm: perm}
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxPasswordFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("cannot read password file %s: %w", path, err)
+		return nil, err
 	}
 	if len(b) > maxPasswordFile {
 		return nil, fmt.Errorf("password file %s is larger than %d bytes; it should hold the password on its first line", path, maxPasswordFile)

@@ -32,6 +32,7 @@ func TestReadPasswordFile(t *testing.T) {
 		{"0644 refused", "pw\n", 0o644, "", "password file $F is readable by group or others (mode 0644); run chmod 600 $F"},
 		{"0640 refused", "pw\n", 0o640, "", "password file $F is readable by group or others (mode 0640); run chmod 600 $F"},
 		{"0604 refused", "pw\n", 0o604, "", "(mode 0604)"},
+		{"0620 refused", "pw\n", 0o620, "", "password file $F is accessible by group or others (mode 0620); run chmod 600 $F"},
 		{"empty", "", 0o600, "", "password file $F: first line is empty"},
 		{"empty first line", "\npw\n", 0o600, "", "first line is empty"},
 	}

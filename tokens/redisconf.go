@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"sks/secretfile"
 )
 
 // Redis deployment modes of RedisOptions.Mode.
@@ -113,9 +115,9 @@ func (o RedisOptions) withDefaults() (RedisOptions, error) {
 		if o.Password != "" {
 			return o, errors.New("redis: set password or password_file, not both")
 		}
-		pw, err := readSecretFile(o.PasswordFile)
+		pw, err := readPasswordFile(o.PasswordFile)
 		if err != nil {
-			return o, fmt.Errorf("redis: cannot read password_file: %w", err)
+			return o, fmt.Errorf("redis: %w", err)
 		}
 		o.Password = pw
 	}
@@ -128,29 +130,17 @@ func (o RedisOptions) withDefaults() (RedisOptions, error) {
 	return o, nil
 }
 
-// readSecretFile reads a one-line secret, refusing a file that group or
-// others can read: a password in a world-readable file is no secret.
-func readSecretFile(path string) (string, error) {
-	f, err := os.Open(path)
+// readPasswordFile reads password_file, refusing a file that group or
+// others can read: a password in a world-readable file is no secret. Only
+// trailing line endings are dropped.
+func readPasswordFile(path string) (string, error) {
+	b, err := secretfile.ReadOf("password_file", path)
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", err
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("%s is accessible by group or others (mode %v); chmod 600 %s", path, fi.Mode().Perm(), path)
-	}
-	b := make([]byte, 4096)
-	n, err := f.Read(b)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", path, err)
-	}
-	s := strings.TrimRight(string(b[:n]), "\r\n")
+	s := strings.TrimRight(string(b), "\r\n")
 	if s == "" {
-		return "", fmt.Errorf("%s is empty", path)
+		return "", fmt.Errorf("password_file %s is empty", path)
 	}
 	return s, nil
 }

@@ -34,6 +34,7 @@ import (
 
 	"sks/authn"
 	"sks/conf"
+	"sks/secretfile"
 )
 
 // DefaultKrb5Conf is the krb5.conf read when neither the module section nor
@@ -271,8 +272,8 @@ func loadKeytab(path string, svc types.PrincipalName, realm string) (*keytab.Key
 	if err != nil {
 		return nil, fmt.Errorf("cannot read keytab %s: %w (export the key with kadmin: ktadd -k %s %s)", path, err, path, full)
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("keytab %s is accessible by group or others (mode %s): chmod 600 %s", path, fi.Mode().Perm(), path)
+	if err := secretfile.CheckMode("keytab", path, fi.Mode()); err != nil {
+		return nil, err
 	}
 	kt, err := keytab.Load(path)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
@@ -16,6 +15,7 @@ import (
 	goldap "github.com/go-ldap/ldap/v3"
 
 	"sks/conf"
+	"sks/secretfile"
 )
 
 // Config is one [modules.NAME] section of type "ldap". Decode it with
@@ -251,7 +251,7 @@ func parseURL(s string) (server, error) {
 func (c *Config) loadSecrets() (password string, base *tls.Config, err error) {
 	password = c.BindPassword
 	if c.BindPasswordFile != "" {
-		password, err = readSecretFile(c.BindPasswordFile)
+		password, err = readBindPassword(c.BindPasswordFile)
 		if err != nil {
 			return "", nil, err
 		}
@@ -283,29 +283,12 @@ func (c *Config) loadSecrets() (password string, base *tls.Config, err error) {
 	return password, base, nil
 }
 
-// readSecretFile returns the first line of a file that only its owner may read.
-func readSecretFile(path string) (string, error) {
-	f, err := os.Open(path)
+// readBindPassword returns the first line of bind_password_file, a file
+// only its owner may read, refusing a password longer than 4096 bytes.
+func readBindPassword(path string) (string, error) {
+	line, err := secretfile.FirstLineOf("bind_password_file", path)
 	if err != nil {
-		return "", fmt.Errorf("cannot open bind_password_file: %w", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return "", fmt.Errorf("cannot stat bind_password_file: %w", err)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("bind_password_file %s is readable by group or others (mode %04o): chmod 600 %s",
-			path, st.Mode().Perm(), path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
-	if err != nil {
-		return "", fmt.Errorf("cannot read bind_password_file: %w", err)
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	line = strings.TrimSuffix(line, "\r")
-	if line == "" {
-		return "", fmt.Errorf("bind_password_file %s: first line is empty", path)
+		return "", err
 	}
 	if len(line) > 4096 {
 		return "", fmt.Errorf("bind_password_file %s: password longer than 4096 bytes", path)
