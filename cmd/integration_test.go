@@ -1,9 +1,9 @@
-package cmd_test
+package cmd
 
 // End-to-end tests through the real binary for features otherwise tested at
 // package level: HTTPS with the original's flags, several nodes on one
 // Redis, signed session tokens and master-token minting. They reuse
-// buildSKS and startSKS from durability_test.go.
+// sksBinary (main_test.go) and startSKS (durability_test.go).
 
 import (
 	"context"
@@ -143,17 +143,14 @@ func TestIntegrationTLSOriginalFlags(t *testing.T) {
 
 	t.Run("password file 0644 is refused", func(t *testing.T) {
 		pw := writeFile(t, t.TempDir(), "keystore.pw", "s3cret\n", 0o644)
-		bin, err := buildSKS()
-		if err != nil {
-			t.Fatal(err)
-		}
+		bin := sksBinary
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, bin, "-d", t.TempDir(), "-tls", p12, "-PF", pw,
 			"-l", "127.0.0.1", "-p", strconv.Itoa(testrig.FreePort(t)))
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
-		err = cmd.Run()
+		err := cmd.Run()
 		if ctx.Err() != nil {
 			t.Fatalf("sks still running after 20s with a 0644 password file; stderr:\n%s", stderr.String())
 		}
