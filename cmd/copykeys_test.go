@@ -1,0 +1,67 @@
+package cmd
+
+import (
+	"context"
+	"testing"
+
+	"sks/tokens"
+)
+
+// TestCopyKeys: keys move from one login source to another, attribute lines
+// kept (or dropped), without overwriting unless asked, as the original's
+// CopyKeys did.
+func TestCopyKeys(t *testing.T) {
+	ctx := context.Background()
+	s, err := tokens.OpenBadger(tokens.BadgerOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	put := func(id, key string) {
+		if err := s.PutKey(ctx, "r", id, []byte(key)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("alice\npam\nuid=1000\ngid=1000\n", "ka")
+	put("bob\npam\nuid=1001\ngid=1001\n", "kb")
+	put("carol\nauth/krb\n", "kc")                       // other source: not copied
+	put("bob\nauth/ldap\nuid=1001\ngid=1001\n", "kb-new") // target exists: kept
+	if err := s.PutKey(ctx, "r2", "dave\npam\n", []byte("kd")); err != nil {
+		t.Fatal(err)
+	}
+
+	copied, skipped, err := CopyKeys(ctx, s, "r", "pam", "auth/ldap", false, false)
+	if err != nil || copied != 1 || skipped != 1 {
+		t.Fatalf("CopyKeys: copied %d skipped %d err %v; want 1, 1", copied, skipped, err)
+	}
+	want := map[string]string{
+		"alice\nauth/ldap\nuid=1000\ngid=1000\n": "ka",
+		"bob\nauth/ldap\nuid=1001\ngid=1001\n":   "kb-new",
+		"alice\npam\nuid=1000\ngid=1000\n":       "ka", // the source keeps its key
+	}
+	for id, key := range want {
+		if got, err := s.GetKey(ctx, "r", id); err != nil || string(got) != key {
+			t.Errorf("key of %q: got %q, %v; want %q", id, got, err, key)
+		}
+	}
+	if _, err := s.GetKey(ctx, "r", "carol\nauth/ldap\n"); err == nil {
+		t.Error("a key of another source was copied")
+	}
+	if _, err := s.GetKey(ctx, "r2", "dave\nauth/ldap\n"); err == nil {
+		t.Error("a key of another realm was copied")
+	}
+
+	copied, _, err = CopyKeys(ctx, s, "r", "pam", "auth/ldap", true, false)
+	if err != nil || copied != 2 {
+		t.Fatalf("with overwrite: copied %d, %v; want 2", copied, err)
+	}
+	if got, _ := s.GetKey(ctx, "r", "bob\nauth/ldap\nuid=1001\ngid=1001\n"); string(got) != "kb" {
+		t.Errorf("overwrite: got %q, want kb", got)
+	}
+	if copied, _, _ = CopyKeys(ctx, s, "r", "pam", "auth/static", false, true); copied != 2 {
+		t.Fatalf("drop-attrs: copied %d, want 2", copied)
+	}
+	if got, err := s.GetKey(ctx, "r", "alice\nauth/static\n"); err != nil || string(got) != "ka" {
+		t.Errorf("drop-attrs: got %q, %v", got, err)
+	}
+}
