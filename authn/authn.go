@@ -50,18 +50,25 @@ const MaxUserLen = 256
 // write into an identity text: non-empty, bounded, no control characters
 // (newline, NUL, DEL, C1), valid UTF-8 and no leading or trailing space.
 func ValidUser(user string) error {
-	if user == "" || len(user) > MaxUserLen {
+	if !Printable(user, MaxUserLen) || strings.TrimSpace(user) != user {
 		return ErrBadInput
-	}
-	if strings.TrimSpace(user) != user {
-		return ErrBadInput
-	}
-	for _, r := range user {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\uFFFD' {
-			return ErrBadInput
-		}
 	}
 	return nil
+}
+
+// Printable reports whether s is non-empty, at most max bytes, valid UTF-8
+// and free of control characters (C0, DEL, C1): nothing that could split or
+// forge a line of the protocol's answers, a header or a log line.
+func Printable(s string, max int) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\uFFFD' {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidPassword reports whether a password may be passed to a backend:

@@ -24,7 +24,7 @@ func TestCopyKeys(t *testing.T) {
 	}
 	put("alice\npam\nuid=1000\ngid=1000\n", "ka")
 	put("bob\npam\nuid=1001\ngid=1001\n", "kb")
-	put("carol\nauth/krb\n", "kc")                       // other source: not copied
+	put("carol\nauth/krb\n", "kc")                        // other source: not copied
 	put("bob\nauth/ldap\nuid=1001\ngid=1001\n", "kb-new") // target exists: kept
 	if err := s.PutKey(ctx, "r2", "dave\npam\n", []byte("kd")); err != nil {
 		t.Fatal(err)

@@ -194,7 +194,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusNotFound, "Unknown path")
 		return
 	}
-	if !printable(realm, 256) {
+	if !authn.Printable(realm, 256) {
 		reply(w, http.StatusBadRequest, "ERR: invalid realm\n")
 		return
 	}
@@ -250,21 +250,6 @@ func (s *Server) parseBody(q *request) error {
 	return nil
 }
 
-// printable reports whether s is non-empty, at most max bytes, valid UTF-8
-// and free of control characters: nothing that could split or forge the
-// line-based answers or a log line.
-func printable(s string, max int) bool {
-	if s == "" || len(s) > max {
-		return false
-	}
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\uFFFD' {
-			return false
-		}
-	}
-	return true
-}
-
 // maxToken bounds client-supplied tokens (ours are 64 characters; stored
 // tokens from OAuth providers can be longer).
 const maxToken = 1024
@@ -277,7 +262,7 @@ func (q *request) token() (tok string, missing, handled bool) {
 	if !ok || tok == "" {
 		return "", true, false
 	}
-	if !printable(tok, maxToken) {
+	if !authn.Printable(tok, maxToken) {
 		reply(q.w, http.StatusBadRequest, "ERR: invalid token\n")
 		return "", false, true
 	}
@@ -415,7 +400,7 @@ func identityText(user, source string, attrs []authn.Attr) string {
 	b.WriteString(source)
 	b.WriteByte('\n')
 	for _, a := range attrs {
-		if !printable(a.Name, 64) || !printable(a.Value, 1024) || strings.ContainsRune(a.Name, '=') {
+		if !authn.Printable(a.Name, 64) || !authn.Printable(a.Value, 1024) || strings.ContainsRune(a.Name, '=') {
 			continue
 		}
 		b.WriteString(a.Name)
@@ -465,7 +450,7 @@ type loginResult struct {
 // brute-force protection and the log. Other handlers (the login page) use it
 // so that every login path shares one set of rules.
 func (s *Server) Login(ctx context.Context, realm, module, user, pwd, client string) (token, identity string, status int) {
-	if !printable(realm, 256) {
+	if !authn.Printable(realm, 256) {
 		return "", "", http.StatusBadRequest
 	}
 	if user == "" || pwd == "" {
@@ -484,7 +469,7 @@ func (s *Server) doLogin(ctx context.Context, realm, moduleName, user, pwd, clie
 	}
 	if legacy {
 		moduleName = "pam"
-	} else if moduleName != "" && !printable(moduleName, 64) {
+	} else if moduleName != "" && !authn.Printable(moduleName, 64) {
 		return loginResult{status: http.StatusBadRequest, body: "ERR: invalid module\n"}
 	}
 	if h := s.o.Hooks.BeforeLogin; h != nil {
@@ -687,7 +672,7 @@ func (s *Server) group(q *request) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	if !printable(g, 256) {
+	if !authn.Printable(g, 256) {
 		reply(q.w, http.StatusBadRequest, "ERR: invalid group\n")
 		return "", false
 	}
@@ -736,22 +721,33 @@ func userList(v string) ([]string, bool) {
 	return out, true
 }
 
-func (s *Server) modGroup(q *request) {
+// groupCaller checks the group parameter, the caller's current token and
+// the caller's role in the group (admin, or with members too, member),
+// answering the request itself when one fails.
+func (s *Server) groupCaller(q *request, op string, membersToo bool) (string, tokens.Record, bool) {
 	g, ok := s.group(q)
 	if !ok {
-		return
+		return "", tokens.Record{}, false
 	}
 	rec, ok := s.current(q)
 	if !ok {
-		return
+		return "", tokens.Record{}, false
 	}
-	admin, _, err := s.o.Tokens.Store().GroupRole(q.r.Context(), q.realm, g, rec.User)
+	admin, member, err := s.o.Tokens.Store().GroupRole(q.r.Context(), q.realm, g, rec.User)
 	if err != nil {
-		s.storeError(q, "mod_group", err)
-		return
+		s.storeError(q, op, err)
+		return "", tokens.Record{}, false
 	}
-	if !admin {
+	if !admin && !(membersToo && member) {
 		reply(q.w, http.StatusForbidden, "")
+		return "", tokens.Record{}, false
+	}
+	return g, rec, true
+}
+
+func (s *Server) modGroup(q *request) {
+	g, rec, ok := s.groupCaller(q, "mod_group", false)
+	if !ok {
 		return
 	}
 	var lists [3][]string
@@ -783,21 +779,8 @@ func (s *Server) modGroup(q *request) {
 }
 
 func (s *Server) groupHash(q *request) {
-	g, ok := s.group(q)
+	g, _, ok := s.groupCaller(q, "group_hash", true)
 	if !ok {
-		return
-	}
-	rec, ok := s.current(q)
-	if !ok {
-		return
-	}
-	admin, member, err := s.o.Tokens.Store().GroupRole(q.r.Context(), q.realm, g, rec.User)
-	if err != nil {
-		s.storeError(q, "group_hash", err)
-		return
-	}
-	if !admin && !member {
-		reply(q.w, http.StatusForbidden, "")
 		return
 	}
 	key, err := s.o.Tokens.Store().GroupKey(q.r.Context(), g)

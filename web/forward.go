@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 
+	"sks/authn"
 	"sks/tokens"
 )
 
@@ -23,7 +24,7 @@ func (h *Handler) ForwardAuth(w http.ResponseWriter, r *http.Request) {
 	hdr["Cache-Control"] = noStore
 	realm := h.realm(r)
 	tok, ok := h.token(r)
-	if !ok || !printable(realm, 256) {
+	if !ok || !authn.Printable(realm, 256) {
 		w.WriteHeader(http.StatusUnauthorized)
 		return
 	}
@@ -58,12 +59,12 @@ func source(rec tokens.Record) string {
 // roles joins role names, leaving out any that could not sit in a header or
 // be split back (commas, control characters).
 func roles(rs []string) string {
-	if len(rs) == 1 && printable(rs[0], 256) && !strings.Contains(rs[0], ",") {
+	if len(rs) == 1 && authn.Printable(rs[0], 256) && !strings.Contains(rs[0], ",") {
 		return rs[0]
 	}
 	var b strings.Builder
 	for _, r := range rs {
-		if !printable(r, 256) || strings.Contains(r, ",") {
+		if !authn.Printable(r, 256) || strings.Contains(r, ",") {
 			continue
 		}
 		if b.Len() > 0 {

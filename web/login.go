@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"sks/authn"
 )
 
 //go:embed page.html
@@ -150,7 +152,7 @@ func (h *Handler) LoginPage(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		realm := h.realm(r)
-		if !printable(realm, 256) {
+		if !authn.Printable(realm, 256) {
 			h.render(w, http.StatusBadRequest, pageData{Title: "Sign in", Error: "No realm given: add ?realm=NAME to the address."})
 			return
 		}
@@ -178,7 +180,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	}
 	returnTo := h.returnTo(f.Get("return_to"))
 	user := f.Get("user")
-	if !printable(realm, 256) {
+	if !authn.Printable(realm, 256) {
 		h.render(w, http.StatusBadRequest, pageData{Title: "Sign in", Error: "No realm given."})
 		return
 	}
@@ -216,7 +218,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	h.form(w, r, code, realm, returnTo, user, msg)
 }
 
-func user2ok(u string) bool { return printable(u, 256) }
+func user2ok(u string) bool { return authn.Printable(u, 256) }
 
 func sleepUntil(ctx context.Context, t time.Time) {
 	d := time.Until(t)
@@ -257,7 +259,7 @@ func (h *Handler) Logout(w http.ResponseWriter, r *http.Request) {
 	if realm == "" {
 		realm = h.realm(r)
 	}
-	if tok, ok := h.token(r); ok && printable(realm, 256) {
+	if tok, ok := h.token(r); ok && authn.Printable(realm, 256) {
 		ok, err := h.o.Tokens.Revoke(r.Context(), realm, tok)
 		if err != nil {
 			h.log.Error("token store failed", "op", "logout", "realm", realm, "err", err)
@@ -271,7 +273,7 @@ func (h *Handler) Logout(w http.ResponseWriter, r *http.Request) {
 	target := r.PostForm.Get("return_to")
 	if !h.safeReturn(target) {
 		target = h.cfg.LoginPath
-		if printable(realm, 256) {
+		if authn.Printable(realm, 256) {
 			target += "?realm=" + url.QueryEscape(realm)
 		}
 	}

@@ -144,20 +144,6 @@ func okToken(t string) bool {
 	return true
 }
 
-// printable reports whether s is non-empty, short and free of control
-// characters, so it can go into a header or a log line.
-func printable(s string, max int) bool {
-	if s == "" || len(s) > max {
-		return false
-	}
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\uFFFD' {
-			return false
-		}
-	}
-	return true
-}
-
 func short(tok string) string {
 	s := sha256.Sum256([]byte(tok))
 	return hex.EncodeToString(s[:6])
