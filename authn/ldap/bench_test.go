@@ -53,8 +53,8 @@ func BenchmarkRawBind(b *testing.B) {
 	s := sharedSlapd(b)
 	dn := "uid=alice,ou=people," + suffix
 	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM([]byte(s.caPEM))
-	for _, tc := range []struct{ name, url string }{{"plain", s.plainURL()}, {"ldaps", s.ldapsURL()}} {
+	pool.AppendCertsFromPEM([]byte(s.CAPEM))
+	for _, tc := range []struct{ name, url string }{{"plain", s.PlainURL()}, {"ldaps", s.LDAPSURL()}} {
 		b.Run(tc.name, func(b *testing.B) {
 			tlsConf := &tls.Config{RootCAs: pool, ServerName: "localhost"}
 			setParallel(b)

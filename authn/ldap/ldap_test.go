@@ -14,20 +14,21 @@ import (
 
 	"sks/authn"
 	"sks/conf"
+	"sks/testrig"
 )
 
 // transport is one way of reaching the test directory.
 type transport struct {
 	name string
-	cfg  func(s *slapd, c *Config)
+	cfg  func(s *testrig.Slapd, c *Config)
 }
 
 var transports = []transport{
-	{"plain", func(s *slapd, c *Config) { c.URLs = []string{s.plainURL()} }},
-	{"starttls", func(s *slapd, c *Config) {
-		c.URLs, c.StartTLS, c.CAPEM = []string{s.plainURL()}, true, s.caPEM
+	{"plain", func(s *testrig.Slapd, c *Config) { c.URLs = []string{s.PlainURL()} }},
+	{"starttls", func(s *testrig.Slapd, c *Config) {
+		c.URLs, c.StartTLS, c.CAPEM = []string{s.PlainURL()}, true, s.CAPEM
 	}},
-	{"ldaps", func(s *slapd, c *Config) { c.URLs, c.CAPEM = []string{s.ldapsURL()}, s.caPEM }},
+	{"ldaps", func(s *testrig.Slapd, c *Config) { c.URLs, c.CAPEM = []string{s.LDAPSURL()}, s.CAPEM }},
 }
 
 // identity mapping shared by both login modes
@@ -53,7 +54,7 @@ var modes = []struct {
 	}},
 }
 
-func testConfig(s *slapd, tr transport, mode func(*Config)) Config {
+func testConfig(s *testrig.Slapd, tr transport, mode func(*Config)) Config {
 	c := Config{UserAttribute: "uid", Attributes: testAttributes, Timeout: conf.Duration{Duration: 3 * time.Second}}
 	tr.cfg(s, &c)
 	mode(&c)
@@ -195,7 +196,7 @@ func checkPoolIdentity(t *testing.T, l *LDAP, service bool) {
 
 func TestWrongCA(t *testing.T) {
 	s := sharedSlapd(t)
-	other, _ := selfSigned(t, "some other CA")
+	other, _ := testrig.SelfSigned(t, "some other CA")
 	for _, tr := range transports[1:] {
 		for _, m := range modes {
 			t.Run(tr.name+"/"+m.name, func(t *testing.T) {
@@ -228,7 +229,7 @@ func TestFailover(t *testing.T) {
 	s := sharedSlapd(t)
 	c := testConfig(s, transports[0], modes[1].cfg)
 	// Nothing listens on the first URL (a port we just found free).
-	c.URLs = []string{"ldap://127.0.0.1:1", s.plainURL()}
+	c.URLs = []string{"ldap://127.0.0.1:1", s.PlainURL()}
 	l := open(t, c)
 	got, ok, err := l.Login(context.Background(), "alice", alicePW)
 	if err != nil || !ok || !reflect.DeepEqual(got, aliceIdentity()) {
@@ -239,7 +240,7 @@ func TestFailover(t *testing.T) {
 // TestOutage stops the directory, then freezes it, and checks that logins
 // fail with ErrUnavailable within the timeout and recover afterwards.
 func TestOutage(t *testing.T) {
-	s := newSlapd(t, t.TempDir())
+	s := testrig.StartSlapd(t, t.TempDir())
 	const timeout = 1 * time.Second
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
@@ -264,14 +265,14 @@ func TestOutage(t *testing.T) {
 			}
 			login(true)
 
-			s.proc.Stop()
+			s.Proc.Stop()
 			login(false)
 			login(false)
-			s.restart(t)
+			s.Restart(t)
 			login(true)
 
 			// Frozen: connections are accepted by the kernel but nothing answers.
-			if err := s.proc.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			if err := s.Proc.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 				t.Fatal(err)
 			}
 			login(false)
@@ -284,7 +285,7 @@ func TestOutage(t *testing.T) {
 			if !errors.Is(err, authn.ErrUnavailable) || time.Since(start) > 600*time.Millisecond {
 				t.Errorf("with a 200ms ctx: err=%v after %s", err, time.Since(start))
 			}
-			if err := s.proc.Cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			if err := s.Proc.Cmd.Process.Signal(syscall.SIGCONT); err != nil {
 				t.Fatal(err)
 			}
 			login(true)
@@ -299,8 +300,8 @@ func TestOutage(t *testing.T) {
 			if n := len(l.pool.idle); n < 2 {
 				t.Logf("only %d idle connections before the restart", n)
 			}
-			s.proc.Stop()
-			s.restart(t)
+			s.Proc.Stop()
+			s.Restart(t)
 			login(true)
 			if open := l.pool.open.Load(); open > int64(l.cfg.PoolSize) {
 				t.Errorf("%d connections open, pool_size %d", open, l.cfg.PoolSize)
