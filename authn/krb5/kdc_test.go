@@ -4,127 +4,25 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
 	"testing"
-	"time"
 
 	"sks/testrig"
 )
 
-// The test realm and its users. Each user has keys of exactly one type, so
-// that a login of that user exercises that encryption type end to end.
+// The test realm is testrig.KDC's; short names for its fixtures.
 const (
-	testRealm = "EXAMPLE.ORG"
+	testRealm = testrig.KrbRealm
 
-	alicePW = "alice-Secret-1" // alice: aes256-cts-hmac-sha1-96 only
-	bobPW   = "bob-Secret-2"   // bob: aes256-cts-hmac-sha384-192 only
-	otherPW = "other-Secret-3" // expired and locked
+	alicePW = testrig.KrbAlicePW // alice: aes256-cts-hmac-sha1-96 only
+	bobPW   = testrig.KrbBobPW   // bob: aes256-cts-hmac-sha384-192 only
+	otherPW = testrig.KrbOtherPW // expired and locked
 
-	sha1Type = "aes256-cts-hmac-sha1-96"
-	sha2Type = "aes256-cts-hmac-sha384-192"
+	sha1Type = testrig.KrbSHA1Type
+	sha2Type = testrig.KrbSHA2Type
 )
-
-// kdc is a private MIT KDC on 127.0.0.1 with its database, configuration and
-// keytabs in one directory.
-type kdc struct {
-	dir     string
-	port    int
-	krb5    string // krb5.conf for clients (and for sks)
-	env     []string
-	keytab  string // HTTP/localhost, aes256-sha1 only
-	keytab2 string // HTTP/sha2, aes256-sha384 only
-	proc    *testrig.Proc
-}
-
-// requireKDC skips or fails (under SKS_REQUIRE_BACKENDS=1) without MIT's tools.
-func requireKDC(tb testing.TB) {
-	tb.Helper()
-	testrig.Require(tb, "krb5kdc", "kdb5_util", "kadmin.local")
-}
-
-// newKDC creates a realm in dir, adds the test principals, exports the
-// service keytabs and starts krb5kdc. The KDC stops when tb's cleanups run.
-func newKDC(tb testing.TB, dir string) *kdc {
-	tb.Helper()
-	k := &kdc{dir: dir, port: testrig.FreePort(tb)}
-	k.krb5 = filepath.Join(dir, "krb5.conf")
-	kdcConf := filepath.Join(dir, "kdc.conf")
-	k.env = []string{"KRB5_CONFIG=" + k.krb5, "KRB5_KDC_PROFILE=" + kdcConf}
-	addr := "127.0.0.1:" + strconv.Itoa(k.port)
-	enctypes := sha1Type + " " + sha2Type + " aes128-cts-hmac-sha1-96"
-
-	writeFile(tb, k.krb5, fmt.Sprintf(`[libdefaults]
- default_realm = %[1]s
- dns_lookup_kdc = false
- dns_lookup_realm = false
- rdns = false
- dns_canonicalize_hostname = false
- default_tkt_enctypes = %[3]s
- default_tgs_enctypes = %[3]s
- permitted_enctypes = %[3]s
-
-[realms]
- %[1]s = {
-  kdc = %[2]s
- }
-
-[domain_realm]
- localhost = %[1]s
-`, testRealm, addr, enctypes))
-	writeFile(tb, kdcConf, fmt.Sprintf(`[kdcdefaults]
- kdc_listen = %[2]s
- kdc_tcp_listen = %[2]s
-
-[realms]
- %[1]s = {
-  database_name = %[3]s/principal
-  key_stash_file = %[3]s/stash
-  acl_file = %[3]s/kadm5.acl
-  kdc_listen = %[2]s
-  kdc_tcp_listen = %[2]s
-  default_principal_flags = +preauth
-  supported_enctypes = %[4]s:normal %[5]s:normal
- }
-
-[logging]
- kdc = STDERR
-`, testRealm, addr, dir, sha1Type, sha2Type))
-	writeFile(tb, filepath.Join(dir, "kadm5.acl"), "")
-
-	testrig.Run(tb, k.env, "kdb5_util", "-r", testRealm, "create", "-s", "-P", "master-"+strconv.Itoa(k.port))
-	k.keytab = filepath.Join(dir, "http.keytab")
-	k.keytab2 = filepath.Join(dir, "sha2.keytab")
-	for _, q := range []string{
-		"addprinc -pw " + alicePW + " -e " + sha1Type + ":normal alice",
-		"addprinc -pw " + bobPW + " -e " + sha2Type + ":normal bob",
-		"addprinc -pw " + otherPW + " -pwexpire yesterday expired",
-		"addprinc -pw " + otherPW + " -allow_tix locked",
-		"addprinc -randkey -e " + sha1Type + ":normal HTTP/localhost",
-		"ktadd -k " + k.keytab + " -e " + sha1Type + ":normal HTTP/localhost",
-		"addprinc -randkey -e " + sha2Type + ":normal HTTP/sha2",
-		"ktadd -k " + k.keytab2 + " -e " + sha2Type + ":normal HTTP/sha2",
-	} {
-		testrig.Run(tb, k.env, "kadmin.local", "-r", testRealm, "-q", q)
-	}
-	for _, f := range []string{k.keytab, k.keytab2} {
-		if err := os.Chmod(f, 0o600); err != nil {
-			tb.Fatalf("chmod %s: %v", f, err)
-		}
-	}
-	k.start(tb)
-	return k
-}
-
-// start runs krb5kdc in the foreground (-n) and waits until it accepts TCP.
-func (k *kdc) start(tb testing.TB) {
-	tb.Helper()
-	k.proc = testrig.Start(tb, k.dir, "krb5kdc", k.env, "krb5kdc", "-n", "-r", testRealm,
-		"-P", filepath.Join(k.dir, "krb5kdc.pid"))
-	k.proc.WaitTCP(tb, "127.0.0.1:"+strconv.Itoa(k.port), 10*time.Second)
-}
 
 func writeFile(tb testing.TB, path, body string) {
 	tb.Helper()
@@ -137,7 +35,7 @@ func writeFile(tb testing.TB, path, body string) {
 // TestMain after all tests. Tests that stop or break a KDC make their own.
 var (
 	sharedOnce sync.Once
-	sharedKDC  *kdc
+	sharedKDC  *testrig.KDC
 	sharedTB   = &pkgTB{}
 )
 
@@ -149,9 +47,9 @@ func TestMain(m *testing.M) {
 }
 
 // testKDC returns the package's shared KDC, starting it on first use.
-func testKDC(tb testing.TB) *kdc {
+func testKDC(tb testing.TB) *testrig.KDC {
 	tb.Helper()
-	requireKDC(tb)
+	testrig.RequireKDC(tb)
 	sharedOnce.Do(func() {
 		// testrig's helpers want a testing.TB whose cleanups run when the
 		// owner ends; the owner here is the package, so run the set-up on a
@@ -164,7 +62,7 @@ func testKDC(tb testing.TB) *kdc {
 				sharedTB.Fatalf("%v", err)
 			}
 			sharedTB.Cleanup(func() { os.RemoveAll(dir) })
-			sharedKDC = newKDC(sharedTB, dir)
+			sharedKDC = testrig.StartKDC(sharedTB, dir)
 		}()
 		<-done
 	})
@@ -175,7 +73,7 @@ func testKDC(tb testing.TB) *kdc {
 }
 
 // pkgTB is the testing.TB for package-level fixtures: only the methods
-// testrig and newKDC call are implemented; the embedded nil TB panics on others.
+// testrig and StartKDC call are implemented; the embedded nil TB panics on others.
 type pkgTB struct {
 	testing.TB
 	mu       sync.Mutex

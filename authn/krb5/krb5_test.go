@@ -64,10 +64,10 @@ func open(t testing.TB, cfg Config) (*Kerberos, *logBuf) {
 }
 
 // baseConfig is a validated configuration against k's realm.
-func baseConfig(k *kdc) Config {
+func baseConfig(k *testrig.KDC) Config {
 	return Config{
-		Krb5Conf:         k.krb5,
-		Keytab:           k.keytab,
+		Krb5Conf:         k.Krb5Conf,
+		Keytab:           k.Keytab,
 		ServicePrincipal: "HTTP/localhost",
 		Timeout:          conf.Duration{Duration: 5 * time.Second},
 	}
@@ -148,8 +148,8 @@ func TestEnctypes(t *testing.T) {
 		name, user, pw, spn, keytab string
 		etype                       int32
 	}{
-		{sha1Type, "alice", alicePW, "HTTP/localhost", k.keytab, 18},
-		{sha2Type, "bob", bobPW, "HTTP/sha2", k.keytab2, 20},
+		{sha1Type, "alice", alicePW, "HTTP/localhost", k.Keytab, 18},
+		{sha2Type, "bob", bobPW, "HTTP/sha2", k.Keytab2, 20},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -181,7 +181,7 @@ func TestEnctypes(t *testing.T) {
 // for a fake KDC, and the login must fail.
 func TestWrongKeytabKey(t *testing.T) {
 	k := testKDC(t)
-	real, err := keytab.Load(k.keytab)
+	real, err := keytab.Load(k.Keytab)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func TestAcceptKDCSpoofing(t *testing.T) {
 func TestOpenErrors(t *testing.T) {
 	k := testKDC(t)
 	dir := t.TempDir()
-	krb5conf, err := os.ReadFile(k.krb5)
+	krb5conf, err := os.ReadFile(k.Krb5Conf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func TestOpenErrors(t *testing.T) {
 	familyOnly := filepath.Join(dir, "family.conf")
 	writeFile(t, familyOnly, strings.Replace(string(krb5conf), "default_tkt_enctypes = ", "default_tkt_enctypes = DEFAULT #", 1))
 	loose := filepath.Join(dir, "loose.keytab")
-	b, _ := os.ReadFile(k.keytab)
+	b, _ := os.ReadFile(k.Keytab)
 	if err := os.WriteFile(loose, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -265,11 +265,11 @@ func TestOpenErrors(t *testing.T) {
 		{"no keytab and no accept_kdc_spoofing", func(c *Config) { c.Keytab = "" }, []string{"no keytab configured", "accept_kdc_spoofing"}},
 		{"missing keytab", func(c *Config) { c.Keytab = missing }, []string{"cannot read keytab", missing, "ktadd"}},
 		{"keytab readable by others", func(c *Config) { c.Keytab = loose }, []string{"chmod 600 " + loose}},
-		{"keytab without the service key", func(c *Config) { c.ServicePrincipal = "HTTP/other" }, []string{k.keytab, "no key for HTTP/other@" + testRealm}},
+		{"keytab without the service key", func(c *Config) { c.ServicePrincipal = "HTTP/other" }, []string{k.Keytab, "no key for HTTP/other@" + testRealm}},
 		{"camellia in krb5.conf", func(c *Config) { c.Krb5Conf = camellia }, []string{camellia, "camellia", "permitted_enctypes", "not support"}},
 		{"only enctypes gokrb5 cannot read", func(c *Config) { c.Krb5Conf = familyOnly }, []string{familyOnly, "default_tkt_enctypes"}},
 		{"no realm", func(c *Config) { c.Krb5Conf = noRealm }, []string{"no kerberos realm", noRealm}},
-		{"unknown realm", func(c *Config) { c.Realm = "NOWHERE.ORG" }, []string{"no kdc for realm NOWHERE.ORG", k.krb5}},
+		{"unknown realm", func(c *Config) { c.Realm = "NOWHERE.ORG" }, []string{"no kdc for realm NOWHERE.ORG", k.Krb5Conf}},
 		{"negative timeout", func(c *Config) { c.Timeout.Duration = -time.Second }, []string{"timeout"}},
 		{"bad allowed realm", func(c *Config) { c.AllowedRealms = []string{"a@b"} }, []string{"allowed_realms"}},
 	}
@@ -336,8 +336,8 @@ timeout = "3s"
 // TestKDCDown stops a private KDC: logins must fail as unavailable within the
 // timeout, and work again once the KDC is back.
 func TestKDCDown(t *testing.T) {
-	requireKDC(t)
-	k := newKDC(t, t.TempDir())
+	testrig.RequireKDC(t)
+	k := testrig.StartKDC(t, t.TempDir())
 	cfg := baseConfig(k)
 	cfg.Timeout = conf.Duration{Duration: 2 * time.Second}
 	m, lb := open(t, cfg)
@@ -346,7 +346,7 @@ func TestKDCDown(t *testing.T) {
 		t.Fatalf("Login before the stop = %v, %v", ok, err)
 	}
 
-	k.proc.Stop()
+	k.Proc.Stop()
 	start := time.Now()
 	_, ok, err := m.Login(ctx, "alice", alicePW)
 	if ok || !errors.Is(err, authn.ErrUnavailable) {
@@ -359,7 +359,7 @@ func TestKDCDown(t *testing.T) {
 		t.Errorf("log does not name the cause and fix:\n%s", lb)
 	}
 
-	k.start(t)
+	k.Start(t)
 	if _, ok, err := m.Login(ctx, "alice", alicePW); !ok || err != nil {
 		t.Fatalf("Login after the restart = %v, %v", ok, err)
 	}
@@ -531,7 +531,7 @@ func BenchmarkLogin(b *testing.B) {
 // validation), a new client per login as the module does, same concurrency.
 func BenchmarkRawGokrb5(b *testing.B) {
 	k := testKDC(b)
-	cfg, err := config.Load(k.krb5)
+	cfg, err := config.Load(k.Krb5Conf)
 	if err != nil {
 		b.Fatal(err)
 	}
