@@ -240,8 +240,13 @@ func sleepUntil(ctx context.Context, t time.Time) {
 func (h *Handler) Logout(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
+		// Without a safe return_to the form sends none, so that POST
+		// falls back to the login page rather than to "/".
 		rt, _ := queryValue(r.URL.RawQuery, "return_to")
-		h.render(w, http.StatusOK, pageData{Title: "Sign out", Logout: true, Realm: h.realm(r), ReturnTo: h.returnTo(rt)})
+		if !h.safeReturn(rt) {
+			rt = ""
+		}
+		h.render(w, http.StatusOK, pageData{Title: "Sign out", Logout: true, Realm: h.realm(r), ReturnTo: rt})
 		return
 	case http.MethodPost:
 	default:

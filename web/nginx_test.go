@@ -59,7 +59,7 @@ http {
             proxy_set_header X-SKS-User $sks_user;
             proxy_set_header X-SKS-Roles $sks_roles;
             proxy_set_header X-SKS-Source $sks_source;
-            proxy_pass http://127.0.0.1:%[4]d;
+            proxy_pass http://127.0.0.1:%[4]d;%[5]s
         }
         location / {
             proxy_pass http://sks;
@@ -76,13 +76,33 @@ http {
 }
 `
 
+// loginRedirect, put into /app/ by startNginxLogin, sends a browser without a
+// session to the login page and back, as docs/web.md shows.
+const loginRedirect = `
+            error_page 401 = @login;
+        }
+        location @login {
+            return 302 /login?realm=demo&return_to=$request_uri;`
+
 func startNginx(t *testing.T, sksAddr string) string {
+	t.Helper()
+	return startNginxConf(t, sksAddr, "")
+}
+
+// startNginxLogin is startNginx with unauthenticated requests to /app/
+// redirected to the login page instead of answered 401.
+func startNginxLogin(t *testing.T, sksAddr string) string {
+	t.Helper()
+	return startNginxConf(t, sksAddr, loginRedirect)
+}
+
+func startNginxConf(t *testing.T, sksAddr, appExtra string) string {
 	t.Helper()
 	testrig.Require(t, "nginx")
 	dir := t.TempDir()
 	port, appPort := testrig.FreePort(t), testrig.FreePort(t)
 	conf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, dir, port, sksAddr, appPort)), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, dir, port, sksAddr, appPort, appExtra)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p := testrig.Start(t, dir, "nginx", nil, "nginx", "-p", dir, "-c", conf, "-e", "stderr")
