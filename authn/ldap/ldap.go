@@ -3,13 +3,12 @@
 // the user's entry with a service account (base_dn and user_filter), and
 // reads identity attributes and groups from the directory.
 //
-// Service-account connections are pooled. The user's bind happens on the
-// pooled connection the search used, and the connection is rebound as the
-// service account before it goes back to the pool; if that rebind fails the
-// connection is closed instead. This saves a TCP and TLS handshake per login
-// compared with a separate connection, and a pooled connection is never left
-// bound as a user: after a user's bind (good or bad password) it is either
-// the service account's again or closed.
+// Connections are pooled in two pools of pool_size each. Service-account
+// connections search and are never bound as anyone else. User binds (and,
+// with a DN template, the read of the user's own entry) happen on a second
+// pool of connections that are used for nothing else, so no connection that
+// searches is ever bound as a user, and a login costs a search and a bind
+// on open connections: no TCP or TLS handshake and no rebind.
 //
 // A configuration, as a [modules.NAME] section of sks's TOML file:
 //
@@ -57,6 +56,7 @@ type LDAP struct {
 	log       *slog.Logger
 	d         *dialer
 	pool      *pool
+	binds     *pool    // connections for user binds only
 	userAttrs []string // attributes read from the user's entry
 }
 
@@ -89,7 +89,9 @@ func Open(cfg Config, log *slog.Logger) (*LDAP, error) {
 	if cfg.InsecureSkipVerify {
 		log.Warn("insecure_skip_verify is set: directory certificates are not checked, passwords can be intercepted")
 	}
-	l := &LDAP{cfg: cfg, log: log, d: d, pool: newPool(d, cfg.PoolSize)}
+	bd := *d
+	bd.userBinds = true
+	l := &LDAP{cfg: cfg, log: log, d: d, pool: newPool(d, cfg.PoolSize), binds: newPool(&bd, cfg.PoolSize)}
 	for attr := range cfg.Attributes {
 		l.userAttrs = append(l.userAttrs, attr)
 	}
@@ -118,6 +120,7 @@ func hostOf(addr string) string {
 // ones fail.
 func (l *LDAP) Close() error {
 	l.pool.close()
+	l.binds.close()
 	return nil
 }
 
@@ -207,17 +210,24 @@ func (l *LDAP) login(ctx context.Context, c *conn, user, password string) (authn
 		dn = substitute(l.cfg.UserDNTemplate, goldap.EscapeDN(user))
 	}
 
-	// From here on c is no longer bound as the service account: whatever
-	// happens, rebind it or mark it broken before returning.
-	err := c.do(ctx, l.cfg.Timeout.Duration, "user bind", func() error { return c.lc.Bind(dn, password) })
+	// The user binds on a connection of the bind pool, used for nothing but
+	// user binds and reading the bound user's own entry. So c stays bound as
+	// the service account (no rebind: two round trips a login instead of
+	// three), and no connection that searches is ever bound as a user.
+	bc, err := l.userBind(ctx, dn, password)
+	if bc != nil {
+		defer l.binds.put(bc)
+	}
 	if goldap.IsErrorWithCode(err, goldap.LDAPResultInvalidCredentials) {
 		l.log.Debug("login failed: invalid credentials", "user", user, "dn", dn)
-		l.rebind(ctx, c)
 		return authn.Identity{}, false, nil
 	}
 	if err != nil {
-		c.broken = true
-		return authn.Identity{}, false, l.fail(c, "user bind", err)
+		if bc == nil {
+			return authn.Identity{}, false, err
+		}
+		bc.broken = true
+		return authn.Identity{}, false, l.fail(bc, "user bind", err)
 	}
 
 	if entry == nil && len(l.userAttrs) > 0 {
@@ -232,21 +242,18 @@ func (l *LDAP) login(ctx context.Context, c *conn, user, password string) (authn
 			Attributes:   attrs,
 		}
 		var res *goldap.SearchResult
-		err := c.do(ctx, l.cfg.Timeout.Duration, "user entry read", func() (err error) {
-			res, err = c.lc.Search(req)
+		err := bc.do(ctx, l.cfg.Timeout.Duration, "user entry read", func() (err error) {
+			res, err = bc.lc.Search(req)
 			return err
 		})
 		if err == nil && len(res.Entries) != 1 {
 			err = fmt.Errorf("%d entries", len(res.Entries))
 		}
 		if err != nil {
-			c.broken = true
-			return authn.Identity{}, false, l.fail(c, "user entry read", err)
+			bc.broken = true
+			return authn.Identity{}, false, l.fail(bc, "user entry read", err)
 		}
 		entry = res.Entries[0]
-	}
-	if err := l.d.bindService(ctx, c); err != nil {
-		return authn.Identity{}, false, err
 	}
 
 	id := authn.Identity{User: user}
@@ -269,11 +276,23 @@ func (l *LDAP) login(ctx context.Context, c *conn, user, password string) (authn
 	return id, true, nil
 }
 
-// rebind puts c back to the service account after a failed user bind. The
-// login's answer is already known, so a failure only marks c broken.
-func (l *LDAP) rebind(ctx context.Context, c *conn) {
-	if err := l.d.bindService(ctx, c); err != nil {
-		l.log.Debug("cannot rebind as service account, closing connection", "url", c.srv.url, "err", err)
+// userBind binds as dn on a connection of the bind pool and returns it
+// (nil if none could be had). A pooled connection that died while idle and
+// fails fast is replaced, as in Login.
+func (l *LDAP) userBind(ctx context.Context, dn, password string) (*conn, error) {
+	for attempt := 0; ; attempt++ {
+		bc, err := l.binds.get(ctx)
+		if err != nil {
+			return nil, err
+		}
+		err = bc.do(ctx, l.cfg.Timeout.Duration, "user bind", func() error { return bc.lc.Bind(dn, password) })
+		var oe *opError
+		if errors.As(err, &oe) && !oe.timeout && bc.reused && bc.ops == 0 && attempt < l.cfg.PoolSize && ctx.Err() == nil {
+			l.log.Debug("pooled bind connection was dead, retrying on a new one", "url", oe.url, "err", err)
+			l.binds.put(bc)
+			continue
+		}
+		return bc, err
 	}
 }
 

@@ -117,6 +117,9 @@ type dialer struct {
 	timeout  time.Duration
 	bindDN   string
 	bindPW   string
+	// userBinds marks the dialer of the bind pool: its connections are
+	// never bound as the service account (the user's bind comes next).
+	userBinds bool
 }
 
 // dial connects to the first server that answers, in configured order, and
@@ -175,9 +178,11 @@ func (d *dialer) dialOne(ctx context.Context, s *server) (*conn, error) {
 			return nil, fail("starttls", err)
 		}
 	}
-	if err := d.bindService(ctx, c); err != nil {
-		c.close()
-		return nil, err
+	if !d.userBinds {
+		if err := d.bindService(ctx, c); err != nil {
+			c.close()
+			return nil, err
+		}
 	}
 	c.ops = 0
 	return c, nil
