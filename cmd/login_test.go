@@ -21,7 +21,8 @@ import (
 func TestLoginWhoamiLogout(t *testing.T) {
 	scriptBin, err := exec.LookPath("script")
 	if err != nil {
-		t.Skip("script (util-linux) not installed")
+		testrig.Require(t, "script") // skips, or fails under the test command
+		t.Fatalf("script: %v", err)
 	}
 	srv, _, pw := demoServer(t)
 	cache := t.TempDir()

@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(libpam0g-dev slapd ldap-utils krb5-kdc krb5-admin-server krb5-user
-          redis-server openssl systemd passwd util-linux wrk)
+          redis-server openssl systemd passwd util-linux wrk
+          openjdk-17-jre-headless)   # keytool: an independent JKS writer for the TLS tests
 for f in scripts/packages-*.txt; do [ -f "$f" ] && mapfile -t -O ${#packages[@]} packages < <(grep -v "^#" "$f" | grep .); done
 
 missing=()
@@ -36,13 +37,24 @@ export SKS_REQUIRE_BACKENDS=1   # a missing backend fails the tests instead of s
 echo "== go vet"
 go vet ./...
 echo "== go test -race (real PAM, slapd, KDC, badger, redis)"
-go test -race -count=1 -timeout 30m ./... 2>&1 | tee /tmp/sks-test.log
-skips=$(grep -c -- '--- SKIP' /tmp/sks-test.log || true)
+log=$(mktemp)
+set +e
+go test -race -count=1 -timeout 30m -v ./... > "$log" 2>&1
+rc=$?
+set -e
+grep -E '^(ok|FAIL|\?|panic:)' "$log" || true
+if [ "$rc" -ne 0 ]; then
+  grep -E -B2 -A40 -- '--- FAIL|^panic:|build failed|cannot find' "$log" | head -400 >&2
+  echo "FAIL: go test exited $rc (full log: $log)" >&2
+  exit 1
+fi
+skips=$(grep -c -- '--- SKIP' "$log" || true)
 if [ "$skips" != 0 ]; then
-  grep -- '--- SKIP' /tmp/sks-test.log >&2
+  grep -- '--- SKIP' -A2 "$log" >&2
   echo "FAIL: $skips tests skipped; a real-backend test that skips counts as missing" >&2
   exit 1
 fi
+echo "$(grep -c -- '--- PASS' "$log") passed, 0 failed, 0 skipped"
 
 echo "== fuzz (bounded)"
 fuzz() {

@@ -20,6 +20,7 @@ import (
 	pkcs12 "software.sslmate.com/src/go-pkcs12"
 
 	"sks/conf"
+	"sks/testrig"
 )
 
 // fixture is one generated leaf with its files in a fresh directory.
@@ -94,7 +95,8 @@ func (f *fixture) jks(t testing.TB, name, password string) string {
 func (f *fixture) keytool(t testing.TB, src, password, storetype, name string) string {
 	t.Helper()
 	if _, err := exec.LookPath("keytool"); err != nil {
-		t.Skip("keytool not installed")
+		testrig.Require(t, "keytool") // skips, or fails under the test command
+		t.Fatalf("keytool: %v", err)
 	}
 	dst := filepath.Join(f.dir, name)
 	cmd := exec.Command("keytool", "-importkeystore", "-noprompt",

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"sks/conf"
+	"sks/testrig"
 )
 
 func TestReadPasswordFile(t *testing.T) {
@@ -90,7 +91,7 @@ func TestPasswordFileModeAtLoad(t *testing.T) {
 // this function under a pseudo-terminal or without any terminal.
 func TestHelperPrompt(t *testing.T) {
 	if os.Getenv("SKS_TLS_PROMPT_HELPER") != "1" {
-		t.Skip("helper process only")
+		return // run as a helper process only; a skip would count as a missing test
 	}
 	pw, err := PromptTerminal("Password for keystore test: ")
 	if err != nil {
@@ -104,7 +105,8 @@ func TestHelperPrompt(t *testing.T) {
 // script(1): the password is read from the terminal and not echoed.
 func TestPromptTerminalPTY(t *testing.T) {
 	if _, err := exec.LookPath("script"); err != nil {
-		t.Skip("script (util-linux) not installed")
+		testrig.Require(t, "script") // skips, or fails under the test command
+		t.Fatalf("script: %v", err)
 	}
 	cmd := exec.Command("script", "-qec", "'"+os.Args[0]+"' -test.run='^TestHelperPrompt$'", "/dev/null")
 	cmd.Env = append(os.Environ(), "SKS_TLS_PROMPT_HELPER=1")
@@ -158,7 +160,8 @@ func TestPromptTerminalPTY(t *testing.T) {
 // controlling terminal and with stdin from /dev/null.
 func TestPromptNoTerminal(t *testing.T) {
 	if _, err := exec.LookPath("setsid"); err != nil {
-		t.Skip("setsid not installed")
+		testrig.Require(t, "setsid") // skips, or fails under the test command
+		t.Fatalf("setsid: %v", err)
 	}
 	cmd := exec.Command("setsid", "-w", os.Args[0], "-test.run=^TestHelperPrompt$")
 	cmd.Env = append(os.Environ(), "SKS_TLS_PROMPT_HELPER=1")
