@@ -16,8 +16,7 @@ import (
 // value, and rejects ';'), and because the /valid path should not build a map.
 // A request has a handful of parameters, so a slice beats a map.
 type params struct {
-	kv     [][2]string
-	inline [6][2]string // backing store for kv: no allocation for typical requests
+	kv [][2]string
 }
 
 var errBadEscape = errors.New("malformed percent-encoding")

@@ -158,12 +158,17 @@ type request struct {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	sw := statusWriter{ResponseWriter: w, status: http.StatusOK}
-	if s.o.Hooks.Request != nil {
-		w = &sw
-		defer func() { s.o.Hooks.Request(r.URL.Path, sw.status, time.Since(start)) }()
+	if s.o.Hooks.Request == nil {
+		s.serve(w, r)
+		return
 	}
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	s.serve(sw, r)
+	s.o.Hooks.Request(r.URL.Path, sw.status, time.Since(start))
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if h, ok := s.o.Mount[r.URL.Path]; ok {
 		h.ServeHTTP(w, r)
 		return
@@ -172,8 +177,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusOK, Version+"\n")
 		return
 	}
+	// The parameters live in an array on the stack: a typical request has
+	// fewer than six, so parsing them allocates nothing.
+	var kv [6][2]string
 	q := request{w: w, r: r}
-	q.p.kv = q.p.inline[:0]
+	q.p.kv = kv[:0]
 	if err := q.p.parse(r.URL.RawQuery); err != nil {
 		reply(w, http.StatusBadRequest, "ERR: malformed query: "+err.Error()+"\n")
 		return
