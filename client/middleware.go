@@ -6,9 +6,10 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
+
+	"sks/httpcred"
 )
 
 // MiddlewareOptions configures Middleware. The zero value is usable.
@@ -52,16 +53,7 @@ func WithIdentity(ctx context.Context, id Identity) context.Context {
 // TokenFrom returns the session token of r: the cookie named cookie, else
 // an "Authorization: Bearer" header.
 func TokenFrom(r *http.Request, cookie string) (string, bool) {
-	if c, err := r.Cookie(cookie); err == nil && c.Value != "" {
-		return c.Value, true
-	}
-	h := r.Header.Get("Authorization")
-	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		if t := strings.TrimSpace(h[7:]); t != "" {
-			return t, true
-		}
-	}
-	return "", false
+	return httpcred.Token(r, cookie)
 }
 
 // Middleware protects a handler: each request must carry a token of realm

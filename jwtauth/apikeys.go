@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"sks/httpcred"
 	"sks/secretfile"
 )
 
@@ -359,7 +360,7 @@ func macMatches(t *apiKeyToken, k apiKey) bool {
 // Verify checks the request's "Authorization: Bearer" API-key token; see
 // VerifyToken.
 func (a *APIKeys) Verify(r *http.Request) (keyID string, err error) {
-	tok, ok := bearer(r)
+	tok, ok := httpcred.Bearer(r)
 	if !ok {
 		return "", ErrNoCredential
 	}

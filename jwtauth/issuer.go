@@ -29,6 +29,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"sks/httpcred"
 	"sks/secretfile"
 )
 
@@ -391,17 +392,6 @@ func (i *Issuer) JWKSHandler() http.Handler {
 	})
 }
 
-// bearer returns the credential of an "Authorization: Bearer" header.
-func bearer(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	tok = strings.TrimSpace(tok)
-	return tok, tok != ""
-}
-
 // checkMaster compares tok with the master token in constant time: both are
 // hashed first, so neither content nor length leaks through timing.
 func (i *Issuer) checkMaster(tok string) bool {
@@ -418,7 +408,7 @@ func (i *Issuer) checkMaster(tok string) bool {
 // certificates are the TLS layer's business. Failures are logged at debug
 // level without the credential.
 func (i *Issuer) AdminAuth(r *http.Request) (who string, ok bool) {
-	tok, ok := bearer(r)
+	tok, ok := httpcred.Bearer(r)
 	if !ok {
 		return "", false
 	}

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"sks/httpcred"
 )
 
 // MaxMintBodyBytes bounds the JSON body of POST /token.
@@ -209,7 +211,7 @@ func (i *Issuer) MintHandler() http.Handler {
 			jsonError(w, http.StatusServiceUnavailable, "token minting is not configured")
 			return
 		}
-		tok, ok := bearer(r)
+		tok, ok := httpcred.Bearer(r)
 		if !ok || !i.checkMaster(tok) {
 			i.log.Info("POST /token refused: missing or wrong master token", "remote", r.RemoteAddr)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sks"`)

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"sks/authn"
+	"sks/httpcred"
 	"sks/realms"
 	"sks/tokens"
 )
@@ -555,7 +556,7 @@ func (s *Server) login(ctx context.Context, m authn.Module, user, pwd string) (a
 // isAdmin reports whether the caller may use admin endpoints.
 func (s *Server) isAdmin(q *request) (string, bool) {
 	if s.o.AdminToken != "" {
-		if tok, ok := bearer(q.r); ok {
+		if tok, ok := httpcred.Bearer(q.r); ok {
 			sum := sha256.Sum256([]byte(tok))
 			if subtle.ConstantTimeCompare(sum[:], s.adminSum[:]) == 1 {
 				return "admin-token", true
@@ -569,14 +570,6 @@ func (s *Server) isAdmin(q *request) (string, bool) {
 	}
 	if s.o.AllowLoopbackAdmin && isLoopback(q.r) {
 		return "loopback", true
-	}
-	return "", false
-}
-
-func bearer(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
-	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		return strings.TrimSpace(h[7:]), true
 	}
 	return "", false
 }

@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"sks/conf"
+	"sks/httpcred"
 	"sks/tokens"
 )
 
@@ -121,15 +122,8 @@ func queryValue(raw, name string) (string, bool) {
 
 // token returns the session token of r: the cookie, else a bearer header.
 func (h *Handler) token(r *http.Request) (string, bool) {
-	if c, err := r.Cookie(h.cfg.CookieName); err == nil && c.Value != "" {
-		return c.Value, okToken(c.Value)
-	}
-	a := r.Header.Get("Authorization")
-	if len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
-		t := strings.TrimSpace(a[7:])
-		return t, t != "" && okToken(t)
-	}
-	return "", false
+	t, ok := httpcred.Token(r, h.cfg.CookieName)
+	return t, ok && okToken(t)
 }
 
 func okToken(t string) bool {
