@@ -65,9 +65,6 @@ type groupSync struct {
 func (g *groupSync) wait(db *badger.DB) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.cond.L == nil {
-		g.cond.L = &g.mu
-	}
 	g.want++
 	mine := g.want
 	for g.synced < mine {
@@ -129,6 +126,7 @@ func OpenBadger(o BadgerOptions) (*Badger, error) {
 		return nil, fmt.Errorf("cannot open token store %s: %w", where, err)
 	}
 	s := &Badger{db: db, log: log, done: make(chan struct{}), now: time.Now, durable: o.Dir != ""}
+	s.sync.cond.L = &s.sync.mu
 	switch {
 	case o.CacheSize == 0:
 		s.cache = newRecordCache(65536)
