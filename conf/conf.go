@@ -228,7 +228,15 @@ type Realm struct {
 	TokenLifetime Duration `toml:"token_lifetime"`
 	// IdleTimeout ends a session not validated for this long; zero means none.
 	IdleTimeout Duration `toml:"idle_timeout"`
+	// MaxSessions is how many sessions of one user stay valid at once: a
+	// new login supersedes the oldest beyond it. 0 or 1 is the original's
+	// strict supersede (only the newest token answers YES).
+	MaxSessions int `toml:"max_sessions"`
 }
+
+// MaxSessionsLimit bounds max_sessions: every login reads each of the
+// user's current tokens, and the list of them is one stored value.
+const MaxSessionsLimit = 100
 
 // ModuleSpec is one [modules.NAME] section: its type and the rest of its
 // settings, decoded later by the module's own Config.
@@ -399,6 +407,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("log_level %q: use debug, info, warn or error", c.LogLevel))
 	}
 	for name, r := range c.Realms {
+		if r.MaxSessions < 0 || r.MaxSessions > MaxSessionsLimit {
+			errs = append(errs, fmt.Errorf("realm %s: max_sessions = %d; use 1 (strict supersede, the default) up to %d", name, r.MaxSessions, MaxSessionsLimit))
+		}
 		if r.Default != "" && len(r.Modules) > 0 && !contains(r.Modules, r.Default) {
 			errs = append(errs, fmt.Errorf("realm %s: default module %q is not in its modules list", name, r.Default))
 		}

@@ -38,6 +38,8 @@ func TestParseErrors(t *testing.T) {
 		{`log_level = "loud"`, "log_level"},
 		{`[realms.r]` + "\n" + `token_lifetime = "8 hours"`, "not a duration"},
 		{`listen = `, "cannot parse"},
+		{`[realms.r]` + "\n" + `max_sessions = -1`, "max_sessions = -1; use 1"},
+		{`[realms.r]` + "\n" + `max_sessions = 1000`, "up to 100"},
 	} {
 		_, err := Parse(strings.NewReader(c.text))
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -28,6 +28,7 @@ var ErrNoModule = errors.New("module not available in this realm")
 type Policy struct {
 	Lifetime    time.Duration
 	IdleTimeout time.Duration
+	MaxSessions int // sessions of one user that stay current; 0 or 1: strict supersede
 }
 
 // Realm is the resolved configuration of one realm.
@@ -81,7 +82,7 @@ func Open(cfg *conf.Config, log *slog.Logger) (*Router, error) {
 	}
 	for name, rc := range cfg.Realms {
 		rr := &Realm{Name: name, Modules: rc.Modules, Default: rc.Default, PAMService: rc.PAMService,
-			Policy: Policy{Lifetime: rc.TokenLifetime.Duration, IdleTimeout: rc.IdleTimeout.Duration}}
+			Policy: Policy{Lifetime: rc.TokenLifetime.Duration, IdleTimeout: rc.IdleTimeout.Duration, MaxSessions: rc.MaxSessions}}
 		if name == "*" {
 			r.any = rr
 		} else {

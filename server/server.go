@@ -290,7 +290,7 @@ func (q *request) need(name string) (string, bool) {
 
 func (s *Server) policy(realm string) tokens.Policy {
 	p := s.o.Realms.Policy(realm)
-	return tokens.Policy{Lifetime: p.Lifetime, IdleTimeout: p.IdleTimeout}
+	return tokens.Policy{Lifetime: p.Lifetime, IdleTimeout: p.IdleTimeout, MaxSessions: p.MaxSessions}
 }
 
 const (

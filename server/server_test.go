@@ -387,6 +387,30 @@ func TestTokenLifetime(t *testing.T) {
 	expect(t, "replace expired", e.get(t, "/replace?realm=r&token="+tok), 403, "")
 }
 
+// TestMaxSessions: with max_sessions = 2 a user keeps two sessions, the
+// third login supersedes the first; realms without it keep the protocol's
+// strict supersede.
+func TestMaxSessions(t *testing.T) {
+	e := newEnv(t, cfgFake+"\n[realms.two]\ndefault = \"Fake\"\nmax_sessions = 2\n", nil)
+	id := "alice\nauth/Fake\nuid=1000\n\n"
+	a, b := e.login(t, "two", "alice"), e.login(t, "two", "alice")
+	expect(t, "first of two", e.get(t, "/valid?realm=two&token="+a), 200, "YES\n"+id)
+	expect(t, "second of two", e.get(t, "/valid?realm=two&token="+b), 200, "YES\n"+id)
+	c := e.login(t, "two", "alice")
+	expect(t, "first after a third login", e.get(t, "/valid?realm=two&token="+a), 200, "SUPERCEDED\n"+id)
+	expect(t, "second after a third login", e.get(t, "/valid?realm=two&token="+b), 200, "YES\n"+id)
+	expect(t, "third", e.get(t, "/valid?realm=two&token="+c), 200, "YES\n"+id)
+	// Revoking one frees its place: the next login supersedes nothing.
+	expect(t, "revoke second", e.get(t, "/revoke?realm=two&token="+b), 200, "OK\n")
+	d := e.login(t, "two", "alice")
+	expect(t, "third after revoke and login", e.get(t, "/valid?realm=two&token="+c), 200, "YES\n"+id)
+	expect(t, "fourth", e.get(t, "/valid?realm=two&token="+d), 200, "YES\n"+id)
+	// Other realms keep strict supersede.
+	x, y := e.login(t, "r", "alice"), e.login(t, "r", "alice")
+	expect(t, "strict realm, first", e.get(t, "/valid?realm=r&token="+x), 200, "SUPERCEDED\n"+id)
+	expect(t, "strict realm, second", e.get(t, "/valid?realm=r&token="+y), 200, "YES\n"+id)
+}
+
 func TestBodyLimit(t *testing.T) {
 	e := newEnv(t, cfgFake, nil)
 	big := "realm=r&user=alice&pwd=" + strings.Repeat("x", 100<<10)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -231,31 +232,51 @@ func (s *Badger) getRecord(txn *badger.Txn, key []byte) (Record, *badger.Item, e
 
 func (s *Badger) setRecord(txn *badger.Txn, key []byte, rec Record) error {
 	e := badger.NewEntry(key, encodeRecord(rec))
-	if ttl, ok := ttlOf(rec.Expires, s.now()); ok {
-		e = e.WithTTL(ttl)
-	}
+	e.ExpiresAt = expiresAt(rec.Expires)
 	return txn.SetEntry(e)
 }
 
-func (s *Badger) setCurrent(txn *badger.Txn, realm string, rec Record, h Hash) error {
-	e := badger.NewEntry(currentKey(realm, rec.User), bytes.Clone(h[:]))
-	if ttl, ok := ttlOf(rec.Expires, s.now()); ok {
-		e = e.WithTTL(ttl)
+// setSessions writes the user's list of current tokens, oldest first, with
+// the expiry of its longest-lived record, so that it disappears with the
+// last of them; tokens whose records are gone are left out, and an empty
+// list is deleted. The records must already be written in txn.
+func (s *Badger) setSessions(txn *badger.Txn, realm, user string, hs []Hash) error {
+	key := currentKey(realm, user)
+	v := make([]byte, 0, len(hs)*len(Hash{}))
+	var last uint64 // Unix seconds; 0: a record never expires
+	for _, h := range hs {
+		item, err := txn.Get(tokenKey(realm, h))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if exp := item.ExpiresAt(); len(v) == 0 || (last != 0 && (exp == 0 || exp > last)) {
+			last = exp
+		}
+		v = append(v, h[:]...)
 	}
+	if len(v) == 0 {
+		return txn.Delete(key)
+	}
+	e := badger.NewEntry(key, v)
+	e.ExpiresAt = last
 	return txn.SetEntry(e)
 }
 
-// ttlOf rounds up to whole seconds, badger's TTL resolution; Get checks the
-// exact time itself.
-func ttlOf(expires, now time.Time) (time.Duration, bool) {
-	if expires.IsZero() {
-		return 0, false
+// expiresAt is badger's expiry for t: Unix seconds rounded up, so that
+// badger never drops an entry before t (Get checks the exact time itself);
+// 0 for none.
+func expiresAt(t time.Time) uint64 {
+	if t.IsZero() {
+		return 0
 	}
-	d := expires.Sub(now)
-	if d < time.Second {
-		d = time.Second
+	sec := t.Unix()
+	if t.Nanosecond() > 0 {
+		sec++
 	}
-	return d.Truncate(time.Second) + time.Second, true
+	return uint64(max(sec, 1))
 }
 
 // writeTokens runs update for a write of token records in realm; fn returns
@@ -275,59 +296,92 @@ func (s *Badger) writeTokens(ctx context.Context, realm string, fn func(txn *bad
 	return err
 }
 
-// currentOf returns the hash of the user's current token, if any.
-func currentOf(txn *badger.Txn, realm, user string) (Hash, bool, error) {
-	var h Hash
+// sessionsOf returns the hashes of the user's current tokens, oldest first.
+// The list may name tokens that have expired since; those that are gone
+// are dropped by the next write of the list.
+func sessionsOf(txn *badger.Txn, realm, user string) ([]Hash, error) {
 	item, err := txn.Get(currentKey(realm, user))
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return h, false, nil
+		return nil, nil
 	}
 	if err != nil {
-		return h, false, err
+		return nil, err
 	}
+	var hs []Hash
 	err = item.Value(func(v []byte) error {
-		if len(v) != len(h) {
+		if len(v) == 0 || len(v)%len(Hash{}) != 0 {
 			return errCorrupt
 		}
-		copy(h[:], v)
+		hs = make([]Hash, len(v)/len(Hash{}))
+		for i := range hs {
+			copy(hs[i][:], v[i*len(Hash{}):])
+		}
 		return nil
 	})
-	return h, err == nil, err
+	return hs, err
+}
+
+// without returns hs without h, and whether h was there. It reuses hs.
+func without(hs []Hash, h Hash) ([]Hash, bool) {
+	out, found := hs[:0], false
+	for _, x := range hs {
+		if x == h {
+			found = true
+			continue
+		}
+		out = append(out, x)
+	}
+	return out, found
 }
 
 // Issue implements Store.
-func (s *Badger) Issue(ctx context.Context, realm string, h Hash, rec Record) error {
+func (s *Badger) Issue(ctx context.Context, realm string, h Hash, rec Record, sessions int) error {
 	rec.Superseded = false
 	return s.writeTokens(ctx, realm, func(txn *badger.Txn) ([]Hash, error) {
-		old, err := s.supersede(txn, realm, rec.User, h)
+		hs, err := sessionsOf(txn, realm, rec.User)
 		if err != nil {
 			return nil, err
+		}
+		live := hs[:0]
+		for _, x := range hs {
+			if x == h {
+				continue
+			}
+			switch r, _, err := s.getRecord(txn, tokenKey(realm, x)); {
+			case errors.Is(err, ErrNotFound):
+			case err != nil:
+				return nil, err
+			case !r.Superseded:
+				live = append(live, x)
+			}
+		}
+		// Supersede the oldest until h fits in the cap.
+		drop := max(len(live)+1-max(sessions, 1), 0)
+		for _, x := range live[:drop] {
+			if err := s.markSuperseded(txn, realm, x); err != nil {
+				return nil, err
+			}
 		}
 		if err := s.setRecord(txn, tokenKey(realm, h), rec); err != nil {
 			return nil, err
 		}
-		return []Hash{h, old}, s.setCurrent(txn, realm, rec, h)
+		written := append(live[:drop:drop], h)
+		return written, s.setSessions(txn, realm, rec.User, append(live[drop:], h))
 	})
 }
 
-// supersede marks the user's current token, unless it is keep, as superseded,
-// and returns its hash. Older tokens were marked when they stopped being
-// current.
-func (s *Badger) supersede(txn *badger.Txn, realm, user string, keep Hash) (Hash, error) {
-	old, ok, err := currentOf(txn, realm, user)
-	if err != nil || !ok || old == keep {
-		return old, err
-	}
-	key := tokenKey(realm, old)
-	orec, _, err := s.getRecord(txn, key)
-	if errors.Is(err, ErrNotFound) {
-		return old, nil
-	}
+// markSuperseded sets the superseded flag of a live token's record. Older
+// tokens were marked when they left the list of current ones.
+func (s *Badger) markSuperseded(txn *badger.Txn, realm string, h Hash) error {
+	key := tokenKey(realm, h)
+	rec, item, err := s.getRecord(txn, key)
 	if err != nil {
-		return old, err
+		return err
 	}
-	orec.Superseded = true
-	return old, s.setRecord(txn, key, orec)
+	rec.Superseded = true
+	e := badger.NewEntry(key, encodeRecord(rec))
+	e.ExpiresAt = item.ExpiresAt()
+	return txn.SetEntry(e)
 }
 
 // Touch implements Store.
@@ -345,11 +399,30 @@ func (s *Badger) Touch(ctx context.Context, realm string, h Hash, expires time.T
 		if err := s.setRecord(txn, key, rec); err != nil {
 			return nil, err
 		}
-		if cur, ok, err := currentOf(txn, realm, rec.User); err != nil || !ok || cur != h {
+		hs, err := s.liveSessions(txn, realm, rec.User)
+		if err != nil || !slices.Contains(hs, h) {
 			return []Hash{h}, err
 		}
-		return []Hash{h}, s.setCurrent(txn, realm, rec, h)
+		return []Hash{h}, s.setSessions(txn, realm, rec.User, hs)
 	})
+}
+
+// liveSessions is sessionsOf without the tokens that are gone or expired.
+func (s *Badger) liveSessions(txn *badger.Txn, realm, user string) ([]Hash, error) {
+	hs, err := sessionsOf(txn, realm, user)
+	if err != nil {
+		return nil, err
+	}
+	live := hs[:0]
+	for _, x := range hs {
+		if _, _, err := s.getRecord(txn, tokenKey(realm, x)); errors.Is(err, ErrNotFound) {
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		live = append(live, x)
+	}
+	return live, nil
 }
 
 // Get implements Store.
@@ -388,18 +461,19 @@ func (s *Badger) Revoke(ctx context.Context, realm string, h Hash) error {
 		if err := txn.Delete(key); err != nil {
 			return nil, err
 		}
-		cur, ok, err := currentOf(txn, realm, rec.User)
+		hs, err := s.liveSessions(txn, realm, rec.User)
 		if err != nil {
 			return nil, err
 		}
-		if ok && cur == h {
-			return []Hash{h}, txn.Delete(currentKey(realm, rec.User))
+		if hs, found := without(hs, h); found {
+			return []Hash{h}, s.setSessions(txn, realm, rec.User, hs)
 		}
 		return []Hash{h}, nil
 	})
 }
 
-// Replace implements Store.
+// Replace implements Store. The new token takes the place of the old one
+// as the newest of the user's current tokens.
 func (s *Badger) Replace(ctx context.Context, realm string, old, next Hash, issued, expires time.Time) (Record, error) {
 	var out Record
 	err := s.writeTokens(ctx, realm, func(txn *badger.Txn) ([]Hash, error) {
@@ -408,11 +482,12 @@ func (s *Badger) Replace(ctx context.Context, realm string, old, next Hash, issu
 		if err != nil {
 			return nil, err
 		}
-		cur, ok, err := currentOf(txn, realm, rec.User)
+		hs, err := s.liveSessions(txn, realm, rec.User)
 		if err != nil {
 			return nil, err
 		}
-		if rec.Superseded || !ok || cur != old {
+		hs, found := without(hs, old)
+		if rec.Superseded || !found {
 			return nil, ErrNotCurrent
 		}
 		if err := txn.Delete(key); err != nil {
@@ -423,7 +498,7 @@ func (s *Badger) Replace(ctx context.Context, realm string, old, next Hash, issu
 			return nil, err
 		}
 		out = rec
-		return []Hash{old, next}, s.setCurrent(txn, realm, rec, next)
+		return []Hash{old, next}, s.setSessions(txn, realm, rec.User, append(hs, next))
 	})
 	return out, err
 }

@@ -47,7 +47,7 @@ func TestBadgerReopen(t *testing.T) {
 	dir := t.TempDir()
 	s := openBadger(t, dir)
 	h := tokens.HashToken("tok")
-	if err := s.Issue(ctx, "r", h, tokens.Record{User: "u", Identity: "u\npam\n"}); err != nil {
+	if err := s.Issue(ctx, "r", h, tokens.Record{User: "u", Identity: "u\npam\n"}, 1); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.PutKey(ctx, "r", "u\npam\n", []byte("secret")); err != nil {
@@ -64,26 +64,39 @@ func TestBadgerReopen(t *testing.T) {
 }
 
 // BenchmarkBadgerIssueDurable: durable issues from 32 goroutines on disk,
-// the store's share of the /stored_token and /auth_token cost.
+// the store's share of the /stored_token and /auth_token cost. "new-user"
+// logs in a new user each time; "relogin" logs in one of 1,000 users again,
+// superseding their oldest token, with max_sessions 1 and 3.
 func BenchmarkBadgerIssueDurable(b *testing.B) {
-	s, err := tokens.OpenBadger(tokens.BadgerOptions{Dir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	ctx := context.Background()
-	var n atomic.Int64
-	b.SetParallelism(16)
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			i := n.Add(1)
-			tok := fmt.Sprint("bench-", i)
-			if err := s.Issue(ctx, "r", tokens.HashToken(tok), tokens.Record{User: tok, Identity: tok + "\nstored\n"}); err != nil {
+	for _, c := range []struct {
+		name            string
+		users, sessions int
+	}{{"new-user", 0, 1}, {"relogin/max1", 1000, 1}, {"relogin/max3", 1000, 3}} {
+		b.Run(c.name, func(b *testing.B) {
+			s, err := tokens.OpenBadger(tokens.BadgerOptions{Dir: b.TempDir()})
+			if err != nil {
 				b.Fatal(err)
 			}
-		}
-	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "issues/s")
+			defer s.Close()
+			ctx := context.Background()
+			var n atomic.Int64
+			b.SetParallelism(16)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := n.Add(1)
+					tok := fmt.Sprint("bench-", i)
+					user := tok
+					if c.users > 0 {
+						user = fmt.Sprint("user-", i%int64(c.users))
+					}
+					if err := s.Issue(ctx, "r", tokens.HashToken(tok), tokens.Record{User: user, Identity: user + "\nstored\n"}, c.sessions); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "issues/s")
+		})
+	}
 }
 
 // TestCacheNeverStale: validations racing with supersedes, replaces and
@@ -114,11 +127,11 @@ func TestCacheNeverStale(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		must(s.Issue(ctx, "r", a, tokens.Record{User: "alice", Identity: "alice\npam\n"}))
+		must(s.Issue(ctx, "r", a, tokens.Record{User: "alice", Identity: "alice\npam\n"}, 1))
 		if got, err := s.Get(ctx, "r", a); err != nil || got.Superseded {
 			t.Fatalf("round %d: fresh token %+v, %v", i, got, err)
 		}
-		must(s.Issue(ctx, "r", b, tokens.Record{User: "alice", Identity: "alice\npam\n"}))
+		must(s.Issue(ctx, "r", b, tokens.Record{User: "alice", Identity: "alice\npam\n"}, 1))
 		if got, err := s.Get(ctx, "r", a); err != nil || !got.Superseded {
 			t.Fatalf("round %d: after a new login the old token is %+v, %v; want superseded", i, got, err)
 		}

@@ -44,7 +44,7 @@ func benchStore(b *testing.B, name string, open func() (tokens.Store, error)) to
 	for i := range benchTokens {
 		if err := s.Issue(ctx, "r", tokens.HashToken(fmt.Sprint("tok", i)), tokens.Record{
 			User: fmt.Sprint("user", i), Identity: fmt.Sprintf("user%d\npam\nmail=user%d@example.org\n", i, i),
-		}); err != nil {
+		}, 1); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -20,8 +20,8 @@ type EntryKind uint8
 const (
 	// EntryToken is a token record: Realm, Hash, Record.
 	EntryToken EntryKind = iota + 1
-	// EntryCurrent is a user's current-token pointer: Realm, Name (the
-	// user), Hash, Expires.
+	// EntryCurrent is a user's list of current tokens: Realm, Name (the
+	// user), Sessions, Expires.
 	EntryCurrent
 	// EntryKey is a per-identity key: Realm, Name (the identity), Value.
 	EntryKey
@@ -60,15 +60,18 @@ type Entry struct {
 	Name string
 	// Group is the group of a role.
 	Group string
-	// Hash is the token hash (token, current).
+	// Hash is the token hash (token).
 	Hash Hash
+	// Sessions are the hashes of the user's current tokens, oldest first
+	// (current).
+	Sessions []Hash
 	// Record is the token record (token); its Expires is the token's expiry.
 	Record Record
 	// Value is the key bytes (key, group).
 	Value []byte
 	// Admin and Member are the role bits (role).
 	Admin, Member bool
-	// Expires is when a current pointer ends; zero means never.
+	// Expires is when a list of current tokens ends; zero means never.
 	Expires time.Time
 }
 
@@ -127,9 +130,9 @@ func (s *Badger) Dump(ctx context.Context, fn func(Entry) error) error {
 }
 
 // badgerEntry parses one key/value; ok is false for an expired token and
-// for a current pointer whose token is gone (the pointer's TTL is rounded
-// up to whole seconds, so it can outlive its token briefly).
-func (s *Badger) badgerEntry(txn *badger.Txn, key, v []byte, expiresAt uint64) (e Entry, ok bool, err error) {
+// for a list of current tokens that are all gone (the list's TTL is rounded
+// up to whole seconds, so it can outlive its tokens briefly).
+func (s *Badger) badgerEntry(txn *badger.Txn, key, v []byte, exp uint64) (e Entry, ok bool, err error) {
 	if len(key) == 0 {
 		return e, false, errCorrupt
 	}
@@ -161,17 +164,11 @@ func (s *Badger) badgerEntry(txn *badger.Txn, key, v []byte, expiresAt uint64) (
 		}
 	case pfxCurrent:
 		e = Entry{Kind: EntryCurrent, Realm: parts[0], Name: parts[1]}
-		if len(v) != len(e.Hash) {
-			return e, false, errCorrupt
-		}
-		copy(e.Hash[:], v)
-		if _, _, err := s.getRecord(txn, tokenKey(e.Realm, e.Hash)); errors.Is(err, ErrNotFound) {
-			return e, false, nil
-		} else if err != nil {
+		if e.Sessions, err = s.liveSessions(txn, e.Realm, e.Name); err != nil || len(e.Sessions) == 0 {
 			return e, false, err
 		}
-		if expiresAt != 0 {
-			e.Expires = time.Unix(int64(expiresAt), 0)
+		if exp != 0 {
+			e.Expires = time.Unix(int64(exp), 0)
 		}
 	case pfxKey:
 		e = Entry{Kind: EntryKey, Realm: parts[0], Name: parts[1], Value: v}
@@ -197,10 +194,15 @@ func (s *Badger) Load(ctx context.Context, e Entry) error {
 	return s.update(ctx, func(txn *badger.Txn) error {
 		switch e.Kind {
 		case EntryCurrent:
-			be := badger.NewEntry(currentKey(e.Realm, e.Name), append([]byte(nil), e.Hash[:]...))
-			if ttl, ok := ttlOf(e.Expires, s.now()); ok {
-				be = be.WithTTL(ttl)
+			if len(e.Sessions) == 0 {
+				return nil
 			}
+			v := make([]byte, 0, len(e.Sessions)*len(Hash{}))
+			for _, h := range e.Sessions {
+				v = append(v, h[:]...)
+			}
+			be := badger.NewEntry(currentKey(e.Realm, e.Name), v)
+			be.ExpiresAt = expiresAt(e.Expires)
 			return txn.SetEntry(be)
 		case EntryKey:
 			return txn.Set(makeKey(pfxKey, e.Realm, e.Name), append([]byte(nil), e.Value...))
@@ -348,13 +350,22 @@ func (s *Redis) dumpKey(ctx context.Context, c redis.Cmdable, key string, fn fun
 		if err != nil || !ok {
 			return err
 		}
-		if e.Hash, err = parseHex(string(b)); err != nil {
-			return fmt.Errorf("cannot dump redis key %q: %w", key, err)
+		if len(b) == 0 || len(b)%hex.EncodedLen(len(Hash{})) != 0 {
+			return fmt.Errorf("cannot dump redis key %q: %w", key, errCorrupt)
 		}
-		// Leave out a pointer to a token that is gone, as Badger does.
-		if n, err := c.Exists(cctx, s.tokenKey(name, e.Hash)).Result(); err != nil {
-			return s.fail(ctx, "dump "+key, err)
-		} else if n == 0 {
+		// Leave out tokens that are gone, as Badger does.
+		for i := 0; i < len(b); i += hex.EncodedLen(len(Hash{})) {
+			h, err := parseHex(string(b[i : i+hex.EncodedLen(len(Hash{}))]))
+			if err != nil {
+				return fmt.Errorf("cannot dump redis key %q: %w", key, err)
+			}
+			if n, err := c.Exists(cctx, s.tokenKey(name, h)).Result(); err != nil {
+				return s.fail(ctx, "dump "+key, err)
+			} else if n == 1 {
+				e.Sessions = append(e.Sessions, h)
+			}
+		}
+		if len(e.Sessions) == 0 {
 			return nil
 		}
 		ttl, err := c.PTTL(cctx, key).Result()
@@ -423,7 +434,14 @@ func (s *Redis) Load(ctx context.Context, e Entry) error {
 	case EntryToken:
 		err = set(s.tokenKey(e.Realm, e.Hash), encodeRecord(e.Record), e.Record.Expires)
 	case EntryCurrent:
-		err = set(s.currentKey(e.Realm, e.Name), hex.EncodeToString(e.Hash[:]), e.Expires)
+		if len(e.Sessions) == 0 {
+			return nil
+		}
+		var v strings.Builder
+		for _, h := range e.Sessions {
+			v.WriteString(hex.EncodeToString(h[:]))
+		}
+		err = set(s.currentKey(e.Realm, e.Name), v.String(), e.Expires)
 	case EntryKey:
 		err = s.c.HSet(ctx, s.keysKey(e.Realm), e.Name, e.Value).Err()
 	case EntryGroup:

@@ -22,13 +22,16 @@ func seedStore(t *testing.T, s tokens.Store) {
 		must(t, s.Issue(ctx, realm, tokens.HashToken(tok), tokens.Record{
 			User: user, Identity: user + "\npam\nmail=" + user + "@example.org\n",
 			Roles: roles, Issued: now, Expires: expires,
-		}))
+		}, 1))
 	}
 	issue("r", "alice-1", "alice", time.Time{})
 	issue("r", "alice-2", "alice", time.Time{}, "staff")
 	issue("r", "bob-1", "bob", now.Add(time.Hour), "staff", "admins")
 	issue("r2", "alice-3", "alice", now.Add(2*time.Hour))
 	issue("r2", "gone", "carol", now.Add(300*time.Millisecond))
+	for _, tok := range []string{"dora-1", "dora-2", "dora-3"} { // three sessions allowed
+		must(t, s.Issue(ctx, "r", tokens.HashToken(tok), tokens.Record{User: "dora", Identity: "dora\npam\n", Issued: now}, 3))
+	}
 	must(t, s.PutKey(ctx, "r", "alice\npam\n", []byte{0, 1, 2, 255}))
 	must(t, s.PutKey(ctx, "r2", "bob\npam\n", []byte("k2")))
 	must(t, s.CreateGroup(ctx, "r", "g1", "alice", []byte("gk1")))
@@ -48,8 +51,12 @@ func dumpAll(t *testing.T, d tokens.Dumper) []string {
 			exp = "expires"
 		}
 		r := e.Record
-		out = append(out, fmt.Sprintf("%s realm=%q name=%q group=%q hash=%s value=%q admin=%v member=%v %s rec={%q %q %q %d %d %v}",
-			e.Kind, e.Realm, e.Name, e.Group, e.Hash.Short(), e.Value, e.Admin, e.Member, exp,
+		var sessions []string
+		for _, h := range e.Sessions {
+			sessions = append(sessions, h.Short())
+		}
+		out = append(out, fmt.Sprintf("%s realm=%q name=%q group=%q hash=%s sessions=%v value=%q admin=%v member=%v %s rec={%q %q %q %d %d %v}",
+			e.Kind, e.Realm, e.Name, e.Group, e.Hash.Short(), sessions, e.Value, e.Admin, e.Member, exp,
 			r.User, r.Identity, r.Roles, unixNano(r.Issued), unixNano(r.Expires), r.Superseded))
 		return nil
 	}))
@@ -75,7 +82,7 @@ func TestCopyBadgerRedisBadger(t *testing.T) {
 	for _, l := range want {
 		kinds[strings.Fields(l)[0]]++
 	}
-	if fmt.Sprint(kinds) != "map[current:3 group:2 key:2 role:4 token:4]" {
+	if fmt.Sprint(kinds) != "map[current:4 group:2 key:2 role:4 token:7]" {
 		t.Fatalf("source dump: got %v", kinds)
 	}
 
@@ -104,9 +111,16 @@ func TestCopyBadgerRedisBadger(t *testing.T) {
 		if _, err := s.Replace(ctx, "r", h("alice-2"), h("alice-4"), time.Now(), time.Time{}); err != nil {
 			t.Errorf("%s: current alice-2 not replaceable: %v", name, err)
 		}
-		must(t, s.Issue(ctx, "r", h("bob-2"), tokens.Record{User: "bob", Identity: "bob\npam\n"}))
+		must(t, s.Issue(ctx, "r", h("bob-2"), tokens.Record{User: "bob", Identity: "bob\npam\n"}, 1))
 		if got, err := s.Get(ctx, "r", h("bob-1")); err != nil || !got.Superseded {
 			t.Errorf("%s: bob-1 after a new login: %+v, %v; want superseded", name, got, err)
+		}
+		// dora's three sessions stay current; a fourth supersedes the oldest.
+		must(t, s.Issue(ctx, "r", h("dora-4"), tokens.Record{User: "dora", Identity: "dora\npam\n"}, 3))
+		for i, want := range []bool{true, false, false, false} {
+			if got, err := s.Get(ctx, "r", h(fmt.Sprint("dora-", i+1))); err != nil || got.Superseded != want {
+				t.Errorf("%s: dora-%d after a fourth login: %+v, %v; want superseded=%v", name, i+1, got, err, want)
+			}
 		}
 		if a, m, err := s.GroupRole(ctx, "r", "g1", "dave"); err != nil || !a || !m {
 			t.Errorf("%s: dave in g1: admin=%v member=%v err=%v", name, a, m, err)

@@ -24,20 +24,21 @@ import (
 // '}' percent-escaped):
 //
 //	P{r:R}:t:<hex hash>  token record (encodeRecord), PXAT Record.Expires
-//	P{r:R}:u:<user>      hex hash of the user's current token, same expiry
+//	P{r:R}:u:<user>      hex hashes of the user's current tokens, oldest
+//	                     first, expiring with the longest-lived of them
 //	P{r:R}:k             hash: identity -> per-identity key
 //	P{g:G}:key           global key of group G
 //	P{g:G}:r:<realm>     hash: user -> role bits ("1" admin, "2" member, "3" both)
 //
 // Cluster: everything one script touches must sit in one hash slot. Token
 // records are keyed by hash, not user, and the Issue script finds the
-// superseded record through the user's current pointer, so all keys of a
+// superseded records through the user's current list, so all keys of a
 // realm share the hash tag {r:R}, and all keys of a group share {g:G}. The
 // trade-off: one realm lives on one cluster shard, so a cluster spreads
 // realms, not the users of one realm. For sks (few realms, small records,
 // cheap GETs) a shard holds a realm comfortably; scale reads with replicas.
-// The Issue, Revoke and Replace scripts build the key of the superseded or
-// revoked token inside the script; it is in the script's slot by the tag.
+// The scripts build the keys of the tokens on the user's list inside the
+// script; they are in the script's slot by the tag.
 //
 // Durability is Redis's: run it with appendonly yes (appendfsync everysec
 // or always) if an acknowledged login must survive a Redis crash.
@@ -294,75 +295,144 @@ local function set(key, value, at)
     redis.call('SET', key, value, 'PXAT', at)
   end
 end
+-- sessions returns the user's current tokens (hex hashes, oldest first),
+-- or nil if the list is corrupt.
+local function sessions(ck)
+  local cur = redis.call('GET', ck)
+  local t = {}
+  if not cur then return t end
+  if #cur == 0 or #cur % 64 ~= 0 then return nil end
+  for i = 1, #cur, 64 do t[#t + 1] = string.sub(cur, i, i + 63) end
+  return t
+end
+-- others returns the tokens of t that still exist, except h, and whether
+-- h was in t. tp is the realm's token key prefix.
+local function others(t, tp, h)
+  local keep, found = {}, false
+  for _, x in ipairs(t) do
+    if x == h then
+      found = true
+    elseif redis.call('EXISTS', tp .. x) == 1 then
+      keep[#keep + 1] = x
+    end
+  end
+  return keep, found
+end
+-- setsessions writes the list with the expiry of its longest-lived token,
+-- or deletes it when no token is left.
+local function setsessions(ck, t, tp)
+  local last = -2
+  for _, x in ipairs(t) do
+    local ttl = redis.call('PTTL', tp .. x)
+    if ttl == -1 then last = -1 break end
+    if ttl > last then last = ttl end
+  end
+  if last == -1 then
+    redis.call('SET', ck, table.concat(t))
+  elseif last > 0 then
+    redis.call('SET', ck, table.concat(t), 'PX', last)
+  else
+    redis.call('DEL', ck)
+  end
+end
+local function corrupt(key) return redis.error_reply('ERR sks: corrupt token record ' .. key) end
 `
 
-// issueScript: KEYS[1] new token, KEYS[2] user's current pointer;
-// ARGV[1] record, ARGV[2] PXAT or 0, ARGV[3] new hex hash, ARGV[4] token
-// key prefix of the realm. The previous current record, if it is still
-// there and is another token, gets the superseded flag and keeps its TTL.
+// issueScript: KEYS[1] new token, KEYS[2] user's current list; ARGV[1]
+// record, ARGV[2] PXAT or 0, ARGV[3] new hex hash, ARGV[4] token key
+// prefix of the realm, ARGV[5] how many tokens stay current. The oldest
+// current tokens beyond that get the superseded flag and keep their TTL.
 var issueScript = redis.NewScript(luaRecord + `
-local old = redis.call('GET', KEYS[2])
-if old and old ~= ARGV[3] then
-  local ok = ARGV[4] .. old
-  local v = redis.call('GET', ok)
-  if v then
-    if not parse(v) then return redis.error_reply('ERR sks: corrupt token record ' .. ok) end
-    local f = string.byte(v, 2)
-    if f % 2 == 0 then
-      redis.call('SET', ok, string.sub(v, 1, 1) .. string.char(f + 1) .. string.sub(v, 3), 'KEEPTTL')
+local t = sessions(KEYS[2])
+if not t then return corrupt(KEYS[2]) end
+local live = {}
+for _, x in ipairs(t) do
+  if x ~= ARGV[3] then
+    local v = redis.call('GET', ARGV[4] .. x)
+    if v then
+      if not parse(v) then return corrupt(ARGV[4] .. x) end
+      if string.byte(v, 2) % 2 == 0 then live[#live + 1] = {x, v} end
     end
   end
 end
+local drop = #live + 1 - math.max(tonumber(ARGV[5]), 1)
+local keep = {}
+for i, e in ipairs(live) do
+  if i <= drop then
+    local v = e[2]
+    redis.call('SET', ARGV[4] .. e[1], string.sub(v, 1, 1) .. string.char(string.byte(v, 2) + 1) .. string.sub(v, 3), 'KEEPTTL')
+  else
+    keep[#keep + 1] = e[1]
+  end
+end
 set(KEYS[1], ARGV[1], ARGV[2])
-set(KEYS[2], ARGV[3], ARGV[2])
+keep[#keep + 1] = ARGV[3]
+setsessions(KEYS[2], keep, ARGV[4])
 return 1
 `)
 
 // revokeScript: KEYS[1] token; ARGV[1] its hex hash, ARGV[2] current
-// pointer prefix of the realm. Returns 0 if unknown.
+// list prefix of the realm, ARGV[3] token key prefix. Returns 0 if unknown.
 var revokeScript = redis.NewScript(luaRecord + `
 local v = redis.call('GET', KEYS[1])
 if not v then return 0 end
 local _, user = parse(v)
-if not user then return redis.error_reply('ERR sks: corrupt token record ' .. KEYS[1]) end
-redis.call('DEL', KEYS[1])
+if not user then return corrupt(KEYS[1]) end
 local ck = ARGV[2] .. user
-if redis.call('GET', ck) == ARGV[1] then redis.call('DEL', ck) end
+local t = sessions(ck)
+if not t then return corrupt(ck) end
+redis.call('DEL', KEYS[1])
+local keep, found = others(t, ARGV[3], ARGV[1])
+if found then setsessions(ck, keep, ARGV[3]) end
 return 1
 `)
 
 // replaceScript: KEYS[1] old token, KEYS[2] next token; ARGV[1] old hex,
-// ARGV[2] next hex, ARGV[3] current pointer prefix, ARGV[4] the new issued
-// and expires varints, ARGV[5] PXAT or 0. Returns 0 if old is unknown, 1 if
-// it is not current, else the new record.
+// ARGV[2] next hex, ARGV[3] current list prefix, ARGV[4] the new issued
+// and expires varints, ARGV[5] PXAT or 0, ARGV[6] token key prefix.
+// Returns 0 if old is unknown, 1 if it is not current, else the new
+// record. The new token becomes the newest on the user's list.
 var replaceScript = redis.NewScript(luaRecord + `
 local v = redis.call('GET', KEYS[1])
 if not v then return 0 end
 local i, user = parse(v)
-if not i then return redis.error_reply('ERR sks: corrupt token record ' .. KEYS[1]) end
+if not i then return corrupt(KEYS[1]) end
+if string.byte(v, 2) % 2 == 1 then return 1 end
 local ck = ARGV[3] .. user
-if string.byte(v, 2) % 2 == 1 or redis.call('GET', ck) ~= ARGV[1] then return 1 end
+local t = sessions(ck)
+if not t then return corrupt(ck) end
+local keep, found = others(t, ARGV[6], ARGV[1])
+if not found then return 1 end
 local nv = string.sub(v, 1, 2) .. ARGV[4] .. string.sub(v, i)
 redis.call('DEL', KEYS[1])
 set(KEYS[2], nv, ARGV[5])
-set(ck, ARGV[2], ARGV[5])
+keep[#keep + 1] = ARGV[2]
+setsessions(ck, keep, ARGV[6])
 return nv
 `)
 
-// touchScript: KEYS[1] token; ARGV[1] its hex hash, ARGV[2] current
-// pointer prefix, ARGV[3] the new expires varint, ARGV[4] PXAT or 0. The
-// record keeps everything but its expires field; the user's current
-// pointer gets the same expiry if it points at this token.
+// touchScript: KEYS[1] token; ARGV[1] its hex hash, ARGV[2] current list
+// prefix, ARGV[3] the new expires varint, ARGV[4] PXAT or 0, ARGV[5] token
+// key prefix. The record keeps everything but its expires field; the
+// user's current list is rewritten for its new expiry if it holds the token.
 var touchScript = redis.NewScript(luaRecord + `
 local v = redis.call('GET', KEYS[1])
 if not v then return 0 end
 local _, user = parse(v)
-if not user then return redis.error_reply('ERR sks: corrupt token record ' .. KEYS[1]) end
+if not user then return corrupt(KEYS[1]) end
+local ck = ARGV[2] .. user
+local t = sessions(ck)
+if not t then return corrupt(ck) end
 local i1 = varint_end(v, 3)
 local i2 = varint_end(v, i1)
 set(KEYS[1], string.sub(v, 1, i1 - 1) .. ARGV[3] .. string.sub(v, i2), ARGV[4])
-local ck = ARGV[2] .. user
-if redis.call('GET', ck) == ARGV[1] then set(ck, ARGV[1], ARGV[4]) end
+local keep = others(t, ARGV[5], nil)
+for _, x in ipairs(keep) do
+  if x == ARGV[1] then
+    setsessions(ck, keep, ARGV[5])
+    break
+  end
+end
 return 1
 `)
 
@@ -398,10 +468,10 @@ end
 return 1
 `)
 
-// Issue implements Store: one script supersedes the previous current
-// token and makes h current, so concurrent logins on several nodes leave
-// exactly one current token.
-func (s *Redis) Issue(ctx context.Context, realm string, h Hash, rec Record) error {
+// Issue implements Store: one script supersedes the oldest current tokens
+// and makes h current, so concurrent logins on several nodes leave exactly
+// the allowed number of current tokens.
+func (s *Redis) Issue(ctx context.Context, realm string, h Hash, rec Record, sessions int) error {
 	ctx, cancel, err := s.call(ctx)
 	if err != nil {
 		return err
@@ -411,7 +481,7 @@ func (s *Redis) Issue(ctx context.Context, realm string, h Hash, rec Record) err
 	at := strconv.FormatInt(pxat(rec.Expires), 10)
 	err = issueScript.Run(ctx, s.c,
 		[]string{s.tokenKey(realm, h), s.currentKey(realm, rec.User)},
-		encodeRecord(rec), at, hex.EncodeToString(h[:]), s.realmBase(realm)+":t:").Err()
+		encodeRecord(rec), at, hex.EncodeToString(h[:]), s.realmBase(realm)+":t:", max(sessions, 1)).Err()
 	if err != nil {
 		return s.fail(ctx, "issue token "+h.Short(), err)
 	}
@@ -427,7 +497,8 @@ func (s *Redis) Touch(ctx context.Context, realm string, h Hash, expires time.Ti
 	defer cancel()
 	err = touchScript.Run(ctx, s.c, []string{s.tokenKey(realm, h)},
 		hex.EncodeToString(h[:]), s.realmBase(realm)+":u:",
-		binary.AppendUvarint(nil, unixNano(expires)), strconv.FormatInt(pxat(expires), 10)).Err()
+		binary.AppendUvarint(nil, unixNano(expires)), strconv.FormatInt(pxat(expires), 10),
+		s.realmBase(realm)+":t:").Err()
 	if err != nil {
 		return s.fail(ctx, "touch token "+h.Short(), err)
 	}
@@ -466,7 +537,7 @@ func (s *Redis) Revoke(ctx context.Context, realm string, h Hash) error {
 	}
 	defer cancel()
 	n, err := revokeScript.Run(ctx, s.c, []string{s.tokenKey(realm, h)},
-		hex.EncodeToString(h[:]), s.realmBase(realm)+":u:").Int()
+		hex.EncodeToString(h[:]), s.realmBase(realm)+":u:", s.realmBase(realm)+":t:").Int()
 	if err != nil {
 		return s.fail(ctx, "revoke token "+h.Short(), err)
 	}
@@ -487,7 +558,7 @@ func (s *Redis) Replace(ctx context.Context, realm string, old, next Hash, issue
 	times = binary.AppendUvarint(times, unixNano(expires))
 	res, err := replaceScript.Run(ctx, s.c, []string{s.tokenKey(realm, old), s.tokenKey(realm, next)},
 		hex.EncodeToString(old[:]), hex.EncodeToString(next[:]), s.realmBase(realm)+":u:",
-		times, strconv.FormatInt(pxat(expires), 10)).Result()
+		times, strconv.FormatInt(pxat(expires), 10), s.realmBase(realm)+":t:").Result()
 	if err != nil {
 		return Record{}, s.fail(ctx, "replace token "+old.Short(), err)
 	}

@@ -21,7 +21,7 @@ func (h Hash) Short() string { return hex.EncodeToString(h[:4]) }
 
 // Record is what the store keeps for one token.
 type Record struct {
-	// User is the user name, the key of the "current token" rule.
+	// User is the user name, the key of the "current tokens" rule.
 	User string
 	// Identity is the identity text answered by /valid and /replace:
 	// "<user>\n<source>\n" followed by "name=value\n" lines.
@@ -32,7 +32,8 @@ type Record struct {
 	Issued time.Time
 	// Expires is the absolute end of the session; zero means never.
 	Expires time.Time
-	// Superseded is set when a newer token of the same user became current.
+	// Superseded is set when newer tokens of the same user pushed this one
+	// out of the user's current tokens.
 	Superseded bool
 }
 
@@ -52,21 +53,25 @@ var (
 // for concurrent use, and every write is durable when it returns without error.
 // Realms scope everything except group keys, which are global per group name.
 type Store interface {
-	// Issue makes h the user's current token in realm; the user's earlier
-	// tokens there stay known but become superseded. One atomic step.
-	Issue(ctx context.Context, realm string, h Hash, rec Record) error
+	// Issue makes h the newest of the user's current tokens in realm and
+	// keeps at most sessions of them current (below 1 means 1, the
+	// protocol's strict supersede): the oldest beyond that stay known but
+	// become superseded. One atomic step.
+	Issue(ctx context.Context, realm string, h Hash, rec Record, sessions int) error
 	// Get returns the record of h, or ErrNotFound (also for expired tokens).
 	Get(ctx context.Context, realm string, h Hash) (Record, error)
-	// Revoke forgets h; if it was current, the user has no current token.
+	// Revoke forgets h, and drops it from the user's current tokens.
 	// ErrNotFound if h is unknown.
 	Revoke(ctx context.Context, realm string, h Hash) error
 	// Replace forgets old, which must be current (else ErrNotCurrent or
-	// ErrNotFound), and makes next current with the same identity. issued and
-	// expires are the new token's times. It returns the new record.
+	// ErrNotFound), and makes next the newest current token with the same
+	// identity. issued and expires are the new token's times. It returns the
+	// new record.
 	Replace(ctx context.Context, realm string, old, next Hash, issued, expires time.Time) (Record, error)
 
-	// Touch moves the expiry of h (and of the user's current pointer, if h is
-	// current) to expires, for idle timeouts. Unknown tokens are ignored.
+	// Touch moves the expiry of h to expires, for idle timeouts (the list of
+	// the user's current tokens lives as long as its longest-lived token).
+	// Unknown tokens are ignored.
 	Touch(ctx context.Context, realm string, h Hash, expires time.Time) error
 
 	// GetKey returns the per-identity key, or ErrNotFound.

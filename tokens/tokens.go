@@ -41,6 +41,10 @@ type Policy struct {
 	Lifetime time.Duration
 	// IdleTimeout ends a token not validated for this long; zero means none.
 	IdleTimeout time.Duration
+	// MaxSessions is how many tokens of one user stay current at once: a
+	// new login supersedes the oldest beyond it. 0 or 1 is the protocol's
+	// strict supersede (only the newest token is current).
+	MaxSessions int
 }
 
 // Service implements the token rules on top of a Store.
@@ -94,14 +98,15 @@ func expiry(issued, now time.Time, p Policy) time.Time {
 }
 
 // Issue creates a new token for identity text id of user in realm and makes
-// it the user's current token. It returns only after the token is durable.
+// it the user's newest current token, superseding the oldest beyond
+// p.MaxSessions. It returns only after the token is durable.
 func (s *Service) Issue(ctx context.Context, realm, user, identity string, roles []string, p Policy) (string, error) {
 	tok, h := NewToken()
 	return tok, s.put(ctx, realm, h, user, identity, roles, p)
 }
 
 // Put stores a token chosen by the caller (/stored_token) as the user's
-// current token.
+// newest current token.
 func (s *Service) Put(ctx context.Context, realm, token, user, identity string, p Policy) error {
 	return s.put(ctx, realm, HashToken(token), user, identity, nil, p)
 }
@@ -111,7 +116,7 @@ func (s *Service) put(ctx context.Context, realm string, h Hash, user, identity 
 	return s.store.Issue(ctx, realm, h, Record{
 		User: user, Identity: identity, Roles: roles,
 		Issued: now, Expires: expiry(now, now, p),
-	})
+	}, p.MaxSessions)
 }
 
 // Validate reports whether token is current, superseded or invalid in realm.
