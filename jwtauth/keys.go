@@ -19,6 +19,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"sks/pkcs8"
 	"sks/secretfile"
 )
 
@@ -124,13 +125,7 @@ func parsePrivateKeyPEM(data []byte, passphrase string) (crypto.Signer, error) {
 			if passphrase == "" {
 				return nil, errors.New("key is encrypted and no passphrase is configured")
 			}
-			var plain []byte
-			if plain, err = decryptPKCS8(der, []byte(passphrase)); err == nil {
-				k, err = x509.ParsePKCS8PrivateKey(plain)
-				if err != nil {
-					err = fmt.Errorf("decrypted key is not PKCS#8 (wrong passphrase?): %w", err)
-				}
-			}
+			k, err = pkcs8.Decrypt(der, []byte(passphrase))
 		case "OPENSSH PRIVATE KEY":
 			return nil, errors.New("OpenSSH key format is not supported; convert it in place with ssh-keygen -p -m pem -f FILE")
 		default:

@@ -14,6 +14,8 @@ import (
 
 	keystore "github.com/pavlo-v-chernykh/keystore-go/v4"
 	pkcs12 "software.sslmate.com/src/go-pkcs12"
+
+	"sks/pkcs8"
 )
 
 // format is what a keystore file turned out to be, judged by its content
@@ -383,7 +385,11 @@ func parseKeyPEM(b []byte, pass func() ([]byte, error)) (crypto.PrivateKey, erro
 			if err != nil {
 				return nil, err
 			}
-			return decryptPKCS8Key(blk.Bytes, passphrase)
+			k, err := pkcs8.Decrypt(blk.Bytes, passphrase)
+			if errors.Is(err, pkcs8.ErrWrongPassphrase) {
+				return nil, ErrWrongPassword
+			}
+			return k, err
 		case "RSA PRIVATE KEY", "EC PRIVATE KEY":
 			der := blk.Bytes
 			// Legacy "Proc-Type: 4,ENCRYPTED" keys (MD5-based KDF, no

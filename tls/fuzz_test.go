@@ -7,6 +7,8 @@ import (
 	"time"
 
 	keystore "github.com/pavlo-v-chernykh/keystore-go/v4"
+
+	"sks/pkcs8/pkcs8test"
 )
 
 // The parsers written in this package (not those of go-pkcs12,
@@ -55,24 +57,6 @@ func FuzzDetectFormat(f *testing.F) {
 	})
 }
 
-// FuzzParseEncryptedPKCS8 fuzzes the PBES2 parameter parser, and decrypts
-// where the key derivation is cheap.
-func FuzzParseEncryptedPKCS8(f *testing.F) {
-	for _, der := range pkcs8Seeds(f) {
-		f.Add(der)
-	}
-	f.Add([]byte{0x30, 0x00})
-	f.Fuzz(func(t *testing.T, der []byte) {
-		e, err := parseEncryptedPKCS8(der)
-		if err != nil {
-			return
-		}
-		if (e.kdf == "pbkdf2" && e.iterations <= 4096) || (e.kdf == "scrypt" && e.n*e.r <= 16384*8) {
-			decryptPKCS8Key(der, []byte("pw"))
-		}
-	})
-}
-
 // FuzzParseKeyPEM fuzzes the PEM key dispatcher, encrypted forms included.
 func FuzzParseKeyPEM(f *testing.F) {
 	for _, der := range pkcs8Seeds(f) {
@@ -92,11 +76,15 @@ func FuzzParseKeyPEM(f *testing.F) {
 func pkcs8Seeds(f *testing.F) [][]byte {
 	f.Helper()
 	plain := []byte("0123456789abcdef-fixed plaintext")
-	return [][]byte{
-		encryptPKCS8ForTest(f, plain, "pw", oidPBKDF2, oidHMACSHA256, oidAES256CBC),
-		encryptPKCS8ForTest(f, plain, "pw", oidPBKDF2, oidHMACSHA1, oidDESEDE3CBC),
-		encryptPKCS8ForTest(f, plain, "pw", oidScrypt, nil, oidAES128CBC),
+	var seeds [][]byte
+	for _, s := range pkcs8test.Schemes {
+		der, err := pkcs8test.Encrypt(plain, "pw", s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		seeds = append(seeds, der)
 	}
+	return seeds
 }
 
 // deterministicJKS builds a small JKS with fixed content: fuzz seeds must

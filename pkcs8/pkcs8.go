@@ -1,8 +1,7 @@
-package tls
-
-// Decryption of PKCS#8 "ENCRYPTED PRIVATE KEY" PEM blocks (RFC 5958, with
-// PBES2 from RFC 8018), as written by `openssl genpkey -aes256`,
-// `openssl pkcs8 -topk8` and OpenSSL 3's `openssl rsa/ec -aes256`.
+// Package pkcs8 decrypts PKCS#8 "ENCRYPTED PRIVATE KEY" PEM blocks (RFC 5958,
+// with PBES2 from RFC 8018), as written by `openssl genpkey -aes256`,
+// `openssl pkcs8 -topk8` and OpenSSL 3's `openssl rsa/ec -aes256`, for the
+// TLS key and the JWT signing key alike.
 //
 // Why this is written here: the standard library only decrypts the legacy
 // "Proc-Type: 4,ENCRYPTED" format (x509.DecryptPEMBlock, deprecated), and of
@@ -12,6 +11,7 @@ package tls
 // need. PBES2 is small: parse the ASN.1 parameters, derive the key with
 // PBKDF2 (crypto/pbkdf2, standard since Go 1.24) or scrypt, decrypt CBC, and
 // check the padding. Only decryption is implemented; nothing here encrypts.
+package pkcs8
 
 import (
 	"crypto"
@@ -23,36 +23,20 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
 	"fmt"
 	"hash"
 
 	"golang.org/x/crypto/scrypt"
+
+	"sks/pkcs8/internal/spec"
 )
 
-var (
-	oidPBES2  = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 13}
-	oidPBKDF2 = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 12}
-	oidScrypt = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 11591, 4, 11}
+// ErrWrongPassphrase means the passphrase does not decrypt the key.
+var ErrWrongPassphrase = errors.New("wrong passphrase")
 
-	oidHMACSHA1   = asn1.ObjectIdentifier{1, 2, 840, 113549, 2, 7}
-	oidHMACSHA224 = asn1.ObjectIdentifier{1, 2, 840, 113549, 2, 8}
-	oidHMACSHA256 = asn1.ObjectIdentifier{1, 2, 840, 113549, 2, 9}
-	oidHMACSHA384 = asn1.ObjectIdentifier{1, 2, 840, 113549, 2, 10}
-	oidHMACSHA512 = asn1.ObjectIdentifier{1, 2, 840, 113549, 2, 11}
-
-	oidAES128CBC  = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 2}
-	oidAES192CBC  = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 22}
-	oidAES256CBC  = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 42}
-	oidDESEDE3CBC = asn1.ObjectIdentifier{1, 2, 840, 113549, 3, 7}
-
-	// PBES1 and the PKCS#12 PBE schemes live under these arcs.
-	oidPBES1Arc   = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5}
-	oidPKCS12PBE  = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 12, 1}
-	errBadPadding = errors.New("bad padding")
-)
+var errBadPadding = errors.New("bad padding")
 
 // Limits that keep a corrupt or hostile key file from pinning the CPU or
 // exhausting memory at start-up. They are far above what OpenSSL writes
@@ -62,31 +46,6 @@ const (
 	maxScryptMemory     = 1 << 30 // 128*N*r bytes
 	maxScryptP          = 16
 )
-
-type encryptedPrivateKeyInfo struct {
-	Algo          pkix.AlgorithmIdentifier
-	EncryptedData []byte
-}
-
-type pbes2Params struct {
-	KeyDerivationFunc pkix.AlgorithmIdentifier
-	EncryptionScheme  pkix.AlgorithmIdentifier
-}
-
-type pbkdf2Params struct {
-	Salt       []byte
-	Iterations int
-	KeyLength  int                      `asn1:"optional"`
-	PRF        pkix.AlgorithmIdentifier `asn1:"optional"`
-}
-
-type scryptParams struct {
-	Salt      []byte
-	N         int
-	R         int
-	P         int
-	KeyLength int `asn1:"optional"`
-}
 
 // pbes2 is a parsed PBES2 encryption: everything needed to derive the key
 // and decrypt, without having done either.
@@ -104,10 +63,10 @@ type pbes2 struct {
 	ciphertext []byte
 }
 
-// parseEncryptedPKCS8 parses the DER of an EncryptedPrivateKeyInfo. It does
+// parse parses the DER of an EncryptedPrivateKeyInfo. It does
 // no cryptography, so it is cheap to fuzz.
-func parseEncryptedPKCS8(der []byte) (*pbes2, error) {
-	var info encryptedPrivateKeyInfo
+func parse(der []byte) (*pbes2, error) {
+	var info spec.EncryptedPrivateKeyInfo
 	rest, err := asn1.Unmarshal(der, &info)
 	if err != nil {
 		return nil, fmt.Errorf("not an encrypted PKCS#8 structure: %w", err)
@@ -116,26 +75,26 @@ func parseEncryptedPKCS8(der []byte) (*pbes2, error) {
 		return nil, errors.New("trailing data after the encrypted PKCS#8 structure")
 	}
 	alg := info.Algo.Algorithm
-	if !alg.Equal(oidPBES2) {
-		if hasPrefix(alg, oidPBES1Arc) || hasPrefix(alg, oidPKCS12PBE) {
+	if !alg.Equal(spec.PBES2) {
+		if hasPrefix(alg, spec.PBES1Arc) || hasPrefix(alg, spec.PKCS12PBEArc) {
 			return nil, fmt.Errorf("key is encrypted with the obsolete scheme %v (PBES1); re-encrypt it with `openssl pkcs8 -topk8 -v2 aes256`", alg)
 		}
 		return nil, fmt.Errorf("unsupported key encryption scheme %v", alg)
 	}
-	var params pbes2Params
+	var params spec.PBES2Params
 	if rest, err := asn1.Unmarshal(info.Algo.Parameters.FullBytes, &params); err != nil || len(rest) > 0 {
 		return nil, fmt.Errorf("malformed PBES2 parameters: %v", errOr(err, "trailing data"))
 	}
 	e := &pbes2{ciphertext: info.EncryptedData}
 
 	switch enc := params.EncryptionScheme.Algorithm; {
-	case enc.Equal(oidAES128CBC):
+	case enc.Equal(spec.AES128CBC):
 		e.cipher, e.keyLen, e.newBlock = "aes-128-cbc", 16, aes.NewCipher
-	case enc.Equal(oidAES192CBC):
+	case enc.Equal(spec.AES192CBC):
 		e.cipher, e.keyLen, e.newBlock = "aes-192-cbc", 24, aes.NewCipher
-	case enc.Equal(oidAES256CBC):
+	case enc.Equal(spec.AES256CBC):
 		e.cipher, e.keyLen, e.newBlock = "aes-256-cbc", 32, aes.NewCipher
-	case enc.Equal(oidDESEDE3CBC):
+	case enc.Equal(spec.DESEDE3CBC):
 		e.cipher, e.keyLen, e.newBlock = "des-ede3-cbc", 24, des.NewTripleDESCipher
 	default:
 		return nil, fmt.Errorf("unsupported key cipher %v (supported: aes-128/192/256-cbc, des-ede3-cbc)", enc)
@@ -156,8 +115,8 @@ func parseEncryptedPKCS8(der []byte) (*pbes2, error) {
 
 	kdfParams := params.KeyDerivationFunc.Parameters.FullBytes
 	switch kdf := params.KeyDerivationFunc.Algorithm; {
-	case kdf.Equal(oidPBKDF2):
-		var p pbkdf2Params
+	case kdf.Equal(spec.PBKDF2):
+		var p spec.PBKDF2Params
 		if rest, err := asn1.Unmarshal(kdfParams, &p); err != nil || len(rest) > 0 {
 			return nil, fmt.Errorf("malformed PBKDF2 parameters: %v", errOr(err, "trailing data"))
 		}
@@ -169,21 +128,21 @@ func parseEncryptedPKCS8(der []byte) (*pbes2, error) {
 		}
 		e.kdf, e.salt, e.iterations = "pbkdf2", p.Salt, p.Iterations
 		switch prf := p.PRF.Algorithm; {
-		case len(prf) == 0 || prf.Equal(oidHMACSHA1): // the default
+		case len(prf) == 0 || prf.Equal(spec.HMACWithSHA1): // the default
 			e.prf, e.prfName = sha1.New, "hmacWithSHA1"
-		case prf.Equal(oidHMACSHA224):
+		case prf.Equal(spec.HMACWithSHA224):
 			e.prf, e.prfName = sha256.New224, "hmacWithSHA224"
-		case prf.Equal(oidHMACSHA256):
+		case prf.Equal(spec.HMACWithSHA256):
 			e.prf, e.prfName = sha256.New, "hmacWithSHA256"
-		case prf.Equal(oidHMACSHA384):
+		case prf.Equal(spec.HMACWithSHA384):
 			e.prf, e.prfName = sha512.New384, "hmacWithSHA384"
-		case prf.Equal(oidHMACSHA512):
+		case prf.Equal(spec.HMACWithSHA512):
 			e.prf, e.prfName = sha512.New, "hmacWithSHA512"
 		default:
 			return nil, fmt.Errorf("unsupported PBKDF2 PRF %v", prf)
 		}
-	case kdf.Equal(oidScrypt):
-		var p scryptParams
+	case kdf.Equal(spec.Scrypt):
+		var p spec.ScryptParams
 		if rest, err := asn1.Unmarshal(kdfParams, &p); err != nil || len(rest) > 0 {
 			return nil, fmt.Errorf("malformed scrypt parameters: %v", errOr(err, "trailing data"))
 		}
@@ -241,16 +200,16 @@ func unpad(b []byte, blockSize int) ([]byte, error) {
 	return b[:len(b)-n], nil
 }
 
-// decryptPKCS8Key decrypts and parses an "ENCRYPTED PRIVATE KEY" block.
-// The error wraps ErrWrongPassword when the passphrase does not fit.
-func decryptPKCS8Key(der, passphrase []byte) (crypto.Signer, error) {
-	e, err := parseEncryptedPKCS8(der)
+// Decrypt decrypts and parses the DER of an "ENCRYPTED PRIVATE KEY" block.
+// The error is ErrWrongPassphrase when the passphrase does not fit.
+func Decrypt(der, passphrase []byte) (crypto.Signer, error) {
+	e, err := parse(der)
 	if err != nil {
 		return nil, err
 	}
 	plain, err := e.decrypt(passphrase)
 	if errors.Is(err, errBadPadding) {
-		return nil, ErrWrongPassword
+		return nil, ErrWrongPassphrase
 	}
 	if err != nil {
 		return nil, err
@@ -259,7 +218,7 @@ func decryptPKCS8Key(der, passphrase []byte) (crypto.Signer, error) {
 	if err != nil {
 		// The padding check passes by chance for about one wrong
 		// passphrase in 256; the garbage then fails to parse.
-		return nil, ErrWrongPassword
+		return nil, ErrWrongPassphrase
 	}
 	s, ok := k.(crypto.Signer)
 	if !ok {
