@@ -8,6 +8,7 @@
 package testrig
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -145,6 +146,55 @@ func (p *Proc) Kill() {
 	}
 	_ = syscall.Kill(-p.Cmd.Process.Pid, syscall.SIGKILL)
 	<-p.done
+}
+
+// Freeze stops the process with SIGSTOP, as a hung server would be:
+// connections are still accepted by the kernel but nothing answers. It
+// returns once every thread has stopped (the signal is delivered
+// asynchronously, and a thread running on another core could otherwise
+// answer one more request), and thaws the process when the test ends.
+func (p *Proc) Freeze(t testing.TB) {
+	t.Helper()
+	pid := p.Cmd.Process.Pid
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatalf("cannot freeze %s: %v", p.Name, err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+	deadline := time.Now().Add(5 * time.Second)
+	for !allStopped(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s (pid %d) did not stop within 5s of SIGSTOP", p.Name, pid)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Thaw resumes a frozen process.
+func (p *Proc) Thaw(t testing.TB) {
+	t.Helper()
+	if err := syscall.Kill(p.Cmd.Process.Pid, syscall.SIGCONT); err != nil {
+		t.Fatalf("cannot thaw %s: %v", p.Name, err)
+	}
+}
+
+// allStopped reports whether every thread of pid is in state T (stopped).
+func allStopped(pid int) bool {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, f := range tasks {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return false
+		}
+		// "pid (comm) S ...": the state follows the last ')'.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 || i+2 >= len(b) || (b[i+2] != 'T' && b[i+2] != 't') {
+			return false
+		}
+	}
+	return true
 }
 
 // Output returns what the process has written to its log so far.

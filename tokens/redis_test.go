@@ -505,8 +505,8 @@ func TestRedisCluster(t *testing.T) {
 		o.Mode = tokens.RedisCluster
 		s := openRedis(t, o)
 		seedStore(t, s)
-		if got := dumpAll(t, s); len(got) != 15 {
-			t.Fatalf("dump of a cluster: got %d entries, want 15:\n%s", len(got), strings.Join(got, "\n"))
+		if got := dumpAll(t, s); len(got) != 19 {
+			t.Fatalf("dump of a cluster: got %d entries, want 19:\n%s", len(got), strings.Join(got, "\n"))
 		}
 		c := redis.NewClient(&redis.Options{Addr: addr, Password: redisPassword})
 		defer c.Close()

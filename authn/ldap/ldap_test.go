@@ -8,7 +8,6 @@ import (
 	"reflect"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -272,9 +271,7 @@ func TestOutage(t *testing.T) {
 			login(true)
 
 			// Frozen: connections are accepted by the kernel but nothing answers.
-			if err := s.Proc.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-				t.Fatal(err)
-			}
+			s.Proc.Freeze(t)
 			login(false)
 			login(false)
 			// A shorter ctx deadline wins over the timeout.
@@ -285,9 +282,7 @@ func TestOutage(t *testing.T) {
 			if !errors.Is(err, authn.ErrUnavailable) || time.Since(start) > 600*time.Millisecond {
 				t.Errorf("with a 200ms ctx: err=%v after %s", err, time.Since(start))
 			}
-			if err := s.Proc.Cmd.Process.Signal(syscall.SIGCONT); err != nil {
-				t.Fatal(err)
-			}
+			s.Proc.Thaw(t)
 			login(true)
 
 			// A restart while the pool is full of idle connections: the
