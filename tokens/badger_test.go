@@ -4,14 +4,13 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"sks/tokens"
 	"sks/tokens/storetest"
 )
 
-func openBadger(t *testing.T, dir string) *tokens.Badger {
+func openBadger(t testing.TB, dir string) *tokens.Badger {
 	t.Helper()
 	s, err := tokens.OpenBadger(tokens.BadgerOptions{Dir: dir})
 	if err != nil {
@@ -63,40 +62,10 @@ func TestBadgerReopen(t *testing.T) {
 	}
 }
 
-// BenchmarkBadgerIssueDurable: durable issues from 32 goroutines on disk,
-// the store's share of the /stored_token and /auth_token cost. "new-user"
-// logs in a new user each time; "relogin" logs in one of 1,000 users again,
-// superseding their oldest token, with max_sessions 1 and 3.
+// BenchmarkBadgerIssueDurable: durable issues on disk, the store's share
+// of the /stored_token and /auth_token cost (see benchIssue).
 func BenchmarkBadgerIssueDurable(b *testing.B) {
-	for _, c := range []struct {
-		name            string
-		users, sessions int
-	}{{"new-user", 0, 1}, {"relogin/max1", 1000, 1}, {"relogin/max3", 1000, 3}} {
-		b.Run(c.name, func(b *testing.B) {
-			s, err := tokens.OpenBadger(tokens.BadgerOptions{Dir: b.TempDir()})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
-			ctx := context.Background()
-			var n atomic.Int64
-			b.SetParallelism(16)
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					i := n.Add(1)
-					tok := fmt.Sprint("bench-", i)
-					user := tok
-					if c.users > 0 {
-						user = fmt.Sprint("user-", i%int64(c.users))
-					}
-					if err := s.Issue(ctx, "r", tokens.HashToken(tok), tokens.Record{User: user, Identity: user + "\nstored\n"}, c.sessions); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "issues/s")
-		})
-	}
+	benchIssue(b, func(b *testing.B) tokens.Store { return openBadger(b, b.TempDir()) })
 }
 
 // TestCacheNeverStale: validations racing with supersedes, replaces and

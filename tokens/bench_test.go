@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"sks/tokens"
@@ -95,4 +96,41 @@ func BenchmarkBadgerGet(b *testing.B) {
 		return tokens.OpenBadger(tokens.BadgerOptions{})
 	})
 	benchGet(b, s)
+}
+
+// benchIssue runs issues from 32 goroutines. "new-user" logs in a new user
+// each time; "relogin" logs in one of 1,000 users again, superseding their
+// oldest token, with max_sessions 1 and 3.
+func benchIssue(b *testing.B, open func(b *testing.B) tokens.Store) {
+	for _, c := range []struct {
+		name            string
+		users, sessions int
+	}{{"new-user", 0, 1}, {"relogin/max1", 1000, 1}, {"relogin/max3", 1000, 3}} {
+		b.Run(c.name, func(b *testing.B) {
+			s := open(b)
+			ctx := context.Background()
+			var n atomic.Int64
+			b.SetParallelism(16)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := n.Add(1)
+					tok := fmt.Sprint("bench-", c.name, i)
+					user := tok
+					if c.users > 0 {
+						user = fmt.Sprint("user-", i%int64(c.users))
+					}
+					if err := s.Issue(ctx, "r", tokens.HashToken(tok), tokens.Record{User: user, Identity: user + "\nstored\n"}, c.sessions); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "issues/s")
+		})
+	}
+}
+
+// BenchmarkRedisIssue: the Issue script's cost, against the shared Redis.
+func BenchmarkRedisIssue(b *testing.B) {
+	addr := sharedRedis(b)
+	benchIssue(b, func(b *testing.B) tokens.Store { return openRedis(b, redisOpts(addr)) })
 }

@@ -319,8 +319,14 @@ local function others(t, tp, h)
   return keep, found
 end
 -- setsessions writes the list with the expiry of its longest-lived token,
--- or deletes it when no token is left.
-local function setsessions(ck, t, tp)
+-- or deletes it when no token is left. known and at are a token and its
+-- PXAT argument, known to the caller: a list of that token alone (the
+-- common case, one session per user) costs no PTTL calls.
+local function setsessions(ck, t, tp, known, at)
+  if #t == 1 and t[1] == known then
+    set(ck, known, at)
+    return
+  end
   local last = -2
   for _, x in ipairs(t) do
     local ttl = redis.call('PTTL', tp .. x)
@@ -367,7 +373,7 @@ for i, e in ipairs(live) do
 end
 set(KEYS[1], ARGV[1], ARGV[2])
 keep[#keep + 1] = ARGV[3]
-setsessions(KEYS[2], keep, ARGV[4])
+setsessions(KEYS[2], keep, ARGV[4], ARGV[3], ARGV[2])
 return 1
 `)
 
@@ -407,7 +413,7 @@ local nv = string.sub(v, 1, 2) .. ARGV[4] .. string.sub(v, i)
 redis.call('DEL', KEYS[1])
 set(KEYS[2], nv, ARGV[5])
 keep[#keep + 1] = ARGV[2]
-setsessions(ck, keep, ARGV[6])
+setsessions(ck, keep, ARGV[6], ARGV[2], ARGV[5])
 return nv
 `)
 
@@ -429,7 +435,7 @@ set(KEYS[1], string.sub(v, 1, i1 - 1) .. ARGV[3] .. string.sub(v, i2), ARGV[4])
 local keep = others(t, ARGV[5], nil)
 for _, x in ipairs(keep) do
   if x == ARGV[1] then
-    setsessions(ck, keep, ARGV[5])
+    setsessions(ck, keep, ARGV[5], ARGV[1], ARGV[4])
     break
   end
 end
