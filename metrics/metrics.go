@@ -63,7 +63,7 @@ func New(o Options) *Metrics {
 		}, []string{"module", "result"}),
 		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sks_token_events_total",
-			Help: "Token events: issued, replaced, superseded (by a replace), revoked, stored.",
+			Help: "Token events: issued (by a login), stored (/stored_token), superseded (by a newer token of the user), replaced, revoked.",
 		}, []string{"event"}),
 		bans: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sks_login_bans_total",
@@ -121,15 +121,16 @@ func (m *Metrics) Login(realm, user, client, module string, ok bool, err error, 
 	m.logins.WithLabelValues(module, result).Observe(took.Seconds())
 }
 
-// Event counts a server event by its kind (issue, replace, revoke, stored;
-// other kinds are not token events and are ignored).
+// Event counts a server event by its kind (issue, supersede, replace,
+// revoke, stored; other kinds are not token events and are ignored).
 func (m *Metrics) Event(kind string) {
 	switch kind {
 	case "issue":
 		m.tokens.WithLabelValues("issued").Inc()
+	case "supersede":
+		m.tokens.WithLabelValues("superseded").Inc()
 	case "replace":
 		m.tokens.WithLabelValues("replaced").Inc()
-		m.tokens.WithLabelValues("superseded").Inc()
 	case "revoke":
 		m.tokens.WithLabelValues("revoked").Inc()
 	case "stored":

@@ -20,6 +20,8 @@ func TestScrape(t *testing.T) {
 	m.Login("corp", "alice", "10.0.0.1", "made-up-by-client", false, nil, 0)
 	m.Event("issue")
 	m.Event("replace")
+	m.Event("supersede")
+	m.Event("supersede")
 	m.Event("gen_key")
 	m.Ban("user")
 
@@ -35,7 +37,7 @@ func TestScrape(t *testing.T) {
 		`sks_login_duration_seconds_count{module="other",result="fail"} 1`,
 		`sks_token_events_total{event="issued"} 1`,
 		`sks_token_events_total{event="replaced"} 1`,
-		`sks_token_events_total{event="superseded"} 1`,
+		`sks_token_events_total{event="superseded"} 2`,
 		`sks_token_events_total{event="revoked"} 0`,
 		`sks_login_bans_total{reason="user"} 1`,
 		`sks_login_bans_total{reason="address"} 0`,

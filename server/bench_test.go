@@ -27,7 +27,7 @@ func BenchmarkValid(b *testing.B) {
 	}
 	defer store.Close()
 	svc := tokens.NewService(store)
-	tok, err := svc.Issue(context.Background(), "bench", "alice", "alice\npam\nuid=1000\ngid=1000\n", nil, tokens.Policy{})
+	tok, _, err := svc.Issue(context.Background(), "bench", "alice", "alice\npam\nuid=1000\ngid=1000\n", nil, tokens.Policy{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -324,6 +324,17 @@ func (s *Server) emit(ctx context.Context, realm, client string, e Event) error 
 	return nil
 }
 
+// emitSuperseded reports one supersede event per token that the new token
+// by pushed out of the user's current tokens.
+func (s *Server) emitSuperseded(ctx context.Context, realm, client, user, by string, superseded []tokens.Hash) error {
+	for _, h := range superseded {
+		if err := s.emit(ctx, realm, client, Event{Kind: "supersede", User: user, Token: h.Short(), Detail: "by=" + short(by)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func short(tok string) string { return tokens.HashToken(tok).Short() }
 
 // valid answers YES, SUPERCEDED or NO. A missing token is answered NO, as
@@ -522,12 +533,15 @@ func (s *Server) doLogin(ctx context.Context, realm, moduleName, user, pwd, clie
 		return forbidden
 	}
 	identity := identityText(name, source, id.Attrs)
-	tok, err := s.o.Tokens.Issue(ctx, realm, name, identity, id.Roles, s.policy(realm))
+	tok, superseded, err := s.o.Tokens.Issue(ctx, realm, name, identity, id.Roles, s.policy(realm))
 	if err != nil {
 		s.log.Error("token store failed", "op", "issue", "realm", realm, "err", err)
 		return loginResult{status: http.StatusServiceUnavailable, body: storeUnavailable}
 	}
 	if err := s.emit(ctx, realm, client, Event{Kind: "issue", User: name, Source: source, Token: short(tok)}); err != nil {
+		return loginResult{status: http.StatusServiceUnavailable, body: auditUnavailable}
+	}
+	if err := s.emitSuperseded(ctx, realm, client, name, tok, superseded); err != nil {
 		return loginResult{status: http.StatusServiceUnavailable, body: auditUnavailable}
 	}
 	log.Info("login", "source", source, "token", short(tok))
@@ -601,11 +615,16 @@ func (s *Server) storedToken(q *request) {
 		return
 	}
 	identity := user + "\nstored\n"
-	if err := s.o.Tokens.Put(q.r.Context(), q.realm, tok, user, identity, s.policy(q.realm)); err != nil {
+	superseded, err := s.o.Tokens.Put(q.r.Context(), q.realm, tok, user, identity, s.policy(q.realm))
+	if err != nil {
 		s.storeError(q, "stored", err)
 		return
 	}
 	if !s.event(q, Event{Kind: "stored", User: user, Source: "stored", Token: short(tok), Detail: "by=" + who}) {
+		return
+	}
+	if err := s.emitSuperseded(q.r.Context(), q.realm, q.client, user, tok, superseded); err != nil {
+		reply(q.w, http.StatusServiceUnavailable, auditUnavailable)
 		return
 	}
 	replyParts(q.w, http.StatusOK, tok, "\n", identity)

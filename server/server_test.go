@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os/user"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -391,7 +392,19 @@ func TestTokenLifetime(t *testing.T) {
 // third login supersedes the first; realms without it keep the protocol's
 // strict supersede.
 func TestMaxSessions(t *testing.T) {
-	e := newEnv(t, cfgFake+"\n[realms.two]\ndefault = \"Fake\"\nmax_sessions = 2\n", nil)
+	var mu sync.Mutex
+	var events []string
+	e := newEnv(t, cfgFake+"\n[realms.two]\ndefault = \"Fake\"\nmax_sessions = 2\n", func(o *server.Options) {
+		o.Hooks.Event = func(_ context.Context, ev server.Event) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if ev.Kind == "supersede" {
+				events = append(events, ev.Realm+" "+ev.User+" "+ev.Token+" "+ev.Detail)
+			}
+			return nil
+		}
+	})
+	short := func(tok string) string { return tokens.HashToken(tok).Short() }
 	id := "alice\nauth/Fake\nuid=1000\n\n"
 	a, b := e.login(t, "two", "alice"), e.login(t, "two", "alice")
 	expect(t, "first of two", e.get(t, "/valid?realm=two&token="+a), 200, "YES\n"+id)
@@ -409,6 +422,13 @@ func TestMaxSessions(t *testing.T) {
 	x, y := e.login(t, "r", "alice"), e.login(t, "r", "alice")
 	expect(t, "strict realm, first", e.get(t, "/valid?realm=r&token="+x), 200, "SUPERCEDED\n"+id)
 	expect(t, "strict realm, second", e.get(t, "/valid?realm=r&token="+y), 200, "YES\n"+id)
+	// Each superseded token is one supersede event, by its short hash.
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"two alice " + short(a) + " by=" + short(c), "r alice " + short(x) + " by=" + short(y)}
+	if !slices.Equal(events, want) {
+		t.Errorf("supersede events:\n got %q\nwant %q", events, want)
+	}
 }
 
 func TestBodyLimit(t *testing.T) {

@@ -335,9 +335,10 @@ func without(hs []Hash, h Hash) ([]Hash, bool) {
 }
 
 // Issue implements Store.
-func (s *Badger) Issue(ctx context.Context, realm string, h Hash, rec Record, sessions int) error {
+func (s *Badger) Issue(ctx context.Context, realm string, h Hash, rec Record, sessions int) ([]Hash, error) {
 	rec.Superseded = false
-	return s.writeTokens(ctx, realm, func(txn *badger.Txn) ([]Hash, error) {
+	var superseded []Hash
+	err := s.writeTokens(ctx, realm, func(txn *badger.Txn) ([]Hash, error) {
 		hs, err := sessionsOf(txn, realm, rec.User)
 		if err != nil {
 			return nil, err
@@ -365,9 +366,14 @@ func (s *Badger) Issue(ctx context.Context, realm string, h Hash, rec Record, se
 		if err := s.setRecord(txn, tokenKey(realm, h), rec); err != nil {
 			return nil, err
 		}
-		written := append(live[:drop:drop], h)
+		superseded = live[:drop:drop]
+		written := append(superseded, h)
 		return written, s.setSessions(txn, realm, rec.User, append(live[drop:], h))
 	})
+	if err != nil {
+		return nil, err
+	}
+	return superseded, nil
 }
 
 // markSuperseded sets the superseded flag of a live token's record. Older

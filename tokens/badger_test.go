@@ -46,7 +46,7 @@ func TestBadgerReopen(t *testing.T) {
 	dir := t.TempDir()
 	s := openBadger(t, dir)
 	h := tokens.HashToken("tok")
-	if err := s.Issue(ctx, "r", h, tokens.Record{User: "u", Identity: "u\npam\n"}, 1); err != nil {
+	if err := issued(s.Issue(ctx, "r", h, tokens.Record{User: "u", Identity: "u\npam\n"}, 1)); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.PutKey(ctx, "r", "u\npam\n", []byte("secret")); err != nil {
@@ -96,11 +96,11 @@ func TestCacheNeverStale(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		must(s.Issue(ctx, "r", a, tokens.Record{User: "alice", Identity: "alice\npam\n"}, 1))
+		must(issued(s.Issue(ctx, "r", a, tokens.Record{User: "alice", Identity: "alice\npam\n"}, 1)))
 		if got, err := s.Get(ctx, "r", a); err != nil || got.Superseded {
 			t.Fatalf("round %d: fresh token %+v, %v", i, got, err)
 		}
-		must(s.Issue(ctx, "r", b, tokens.Record{User: "alice", Identity: "alice\npam\n"}, 1))
+		must(issued(s.Issue(ctx, "r", b, tokens.Record{User: "alice", Identity: "alice\npam\n"}, 1)))
 		if got, err := s.Get(ctx, "r", a); err != nil || !got.Superseded {
 			t.Fatalf("round %d: after a new login the old token is %+v, %v; want superseded", i, got, err)
 		}
@@ -112,3 +112,7 @@ func TestCacheNeverStale(t *testing.T) {
 	close(stop)
 	readers.Wait()
 }
+
+// issued drops the superseded hashes of Store.Issue where a test does not
+// look at them.
+func issued(_ []tokens.Hash, err error) error { return err }

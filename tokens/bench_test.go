@@ -43,9 +43,9 @@ func benchStore(b *testing.B, name string, open func() (tokens.Store, error)) to
 	bench.open = append(bench.open, func() { s.Close() })
 	ctx := context.Background()
 	for i := range benchTokens {
-		if err := s.Issue(ctx, "r", tokens.HashToken(fmt.Sprint("tok", i)), tokens.Record{
+		if err := issued(s.Issue(ctx, "r", tokens.HashToken(fmt.Sprint("tok", i)), tokens.Record{
 			User: fmt.Sprint("user", i), Identity: fmt.Sprintf("user%d\npam\nmail=user%d@example.org\n", i, i),
-		}, 1); err != nil {
+		}, 1)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -119,7 +119,7 @@ func benchIssue(b *testing.B, open func(b *testing.B) tokens.Store) {
 					if c.users > 0 {
 						user = fmt.Sprint("user-", i%int64(c.users))
 					}
-					if err := s.Issue(ctx, "r", tokens.HashToken(tok), tokens.Record{User: user, Identity: user + "\nstored\n"}, c.sessions); err != nil {
+					if err := issued(s.Issue(ctx, "r", tokens.HashToken(tok), tokens.Record{User: user, Identity: user + "\nstored\n"}, c.sessions)); err != nil {
 						b.Fatal(err)
 					}
 				}

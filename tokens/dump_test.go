@@ -19,10 +19,10 @@ func seedStore(t *testing.T, s tokens.Store) {
 	ctx := context.Background()
 	now := time.Now().Round(0)
 	issue := func(realm, tok, user string, expires time.Time, roles ...string) {
-		must(t, s.Issue(ctx, realm, tokens.HashToken(tok), tokens.Record{
+		must(t, issued(s.Issue(ctx, realm, tokens.HashToken(tok), tokens.Record{
 			User: user, Identity: user + "\npam\nmail=" + user + "@example.org\n",
 			Roles: roles, Issued: now, Expires: expires,
-		}, 1))
+		}, 1)))
 	}
 	issue("r", "alice-1", "alice", time.Time{})
 	issue("r", "alice-2", "alice", time.Time{}, "staff")
@@ -30,7 +30,7 @@ func seedStore(t *testing.T, s tokens.Store) {
 	issue("r2", "alice-3", "alice", now.Add(2*time.Hour))
 	issue("r2", "gone", "carol", now.Add(300*time.Millisecond))
 	for _, tok := range []string{"dora-1", "dora-2", "dora-3"} { // three sessions allowed
-		must(t, s.Issue(ctx, "r", tokens.HashToken(tok), tokens.Record{User: "dora", Identity: "dora\npam\n", Issued: now}, 3))
+		must(t, issued(s.Issue(ctx, "r", tokens.HashToken(tok), tokens.Record{User: "dora", Identity: "dora\npam\n", Issued: now}, 3)))
 	}
 	must(t, s.PutKey(ctx, "r", "alice\npam\n", []byte{0, 1, 2, 255}))
 	must(t, s.PutKey(ctx, "r2", "bob\npam\n", []byte("k2")))
@@ -111,12 +111,12 @@ func TestCopyBadgerRedisBadger(t *testing.T) {
 		if _, err := s.Replace(ctx, "r", h("alice-2"), h("alice-4"), time.Now(), time.Time{}); err != nil {
 			t.Errorf("%s: current alice-2 not replaceable: %v", name, err)
 		}
-		must(t, s.Issue(ctx, "r", h("bob-2"), tokens.Record{User: "bob", Identity: "bob\npam\n"}, 1))
+		must(t, issued(s.Issue(ctx, "r", h("bob-2"), tokens.Record{User: "bob", Identity: "bob\npam\n"}, 1)))
 		if got, err := s.Get(ctx, "r", h("bob-1")); err != nil || !got.Superseded {
 			t.Errorf("%s: bob-1 after a new login: %+v, %v; want superseded", name, got, err)
 		}
 		// dora's three sessions stay current; a fourth supersedes the oldest.
-		must(t, s.Issue(ctx, "r", h("dora-4"), tokens.Record{User: "dora", Identity: "dora\npam\n"}, 3))
+		must(t, issued(s.Issue(ctx, "r", h("dora-4"), tokens.Record{User: "dora", Identity: "dora\npam\n"}, 3)))
 		for i, want := range []bool{true, false, false, false} {
 			if got, err := s.Get(ctx, "r", h(fmt.Sprint("dora-", i+1))); err != nil || got.Superseded != want {
 				t.Errorf("%s: dora-%d after a fourth login: %+v, %v; want superseded=%v", name, i+1, got, err, want)

@@ -347,7 +347,8 @@ local function corrupt(key) return redis.error_reply('ERR sks: corrupt token rec
 // issueScript: KEYS[1] new token, KEYS[2] user's current list; ARGV[1]
 // record, ARGV[2] PXAT or 0, ARGV[3] new hex hash, ARGV[4] token key
 // prefix of the realm, ARGV[5] how many tokens stay current. The oldest
-// current tokens beyond that get the superseded flag and keep their TTL.
+// current tokens beyond that get the superseded flag and keep their TTL;
+// the script returns their hex hashes, concatenated.
 var issueScript = redis.NewScript(luaRecord + `
 local t = sessions(KEYS[2])
 if not t then return corrupt(KEYS[2]) end
@@ -362,11 +363,12 @@ for _, x in ipairs(t) do
   end
 end
 local drop = #live + 1 - math.max(tonumber(ARGV[5]), 1)
-local keep = {}
+local keep, gone = {}, {}
 for i, e in ipairs(live) do
   if i <= drop then
     local v = e[2]
     redis.call('SET', ARGV[4] .. e[1], string.sub(v, 1, 1) .. string.char(string.byte(v, 2) + 1) .. string.sub(v, 3), 'KEEPTTL')
+    gone[#gone + 1] = e[1]
   else
     keep[#keep + 1] = e[1]
   end
@@ -374,7 +376,7 @@ end
 set(KEYS[1], ARGV[1], ARGV[2])
 keep[#keep + 1] = ARGV[3]
 setsessions(KEYS[2], keep, ARGV[4], ARGV[3], ARGV[2])
-return 1
+return table.concat(gone)
 `)
 
 // revokeScript: KEYS[1] token; ARGV[1] its hex hash, ARGV[2] current
@@ -477,21 +479,38 @@ return 1
 // Issue implements Store: one script supersedes the oldest current tokens
 // and makes h current, so concurrent logins on several nodes leave exactly
 // the allowed number of current tokens.
-func (s *Redis) Issue(ctx context.Context, realm string, h Hash, rec Record, sessions int) error {
+func (s *Redis) Issue(ctx context.Context, realm string, h Hash, rec Record, sessions int) ([]Hash, error) {
 	ctx, cancel, err := s.call(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer cancel()
 	rec.Superseded = false
 	at := strconv.FormatInt(pxat(rec.Expires), 10)
-	err = issueScript.Run(ctx, s.c,
+	gone, err := issueScript.Run(ctx, s.c,
 		[]string{s.tokenKey(realm, h), s.currentKey(realm, rec.User)},
-		encodeRecord(rec), at, hex.EncodeToString(h[:]), s.realmBase(realm)+":t:", max(sessions, 1)).Err()
+		encodeRecord(rec), at, hex.EncodeToString(h[:]), s.realmBase(realm)+":t:", max(sessions, 1)).Text()
 	if err != nil {
-		return s.fail(ctx, "issue token "+h.Short(), err)
+		return nil, s.fail(ctx, "issue token "+h.Short(), err)
 	}
-	return nil
+	return parseHexList(gone)
+}
+
+// parseHexList splits concatenated hex hashes, as the scripts return them.
+func parseHexList(s string) ([]Hash, error) {
+	const n = 2 * len(Hash{})
+	if len(s)%n != 0 {
+		return nil, errCorrupt
+	}
+	var hs []Hash
+	for i := 0; i < len(s); i += n {
+		h, err := parseHex(s[i : i+n])
+		if err != nil {
+			return nil, err
+		}
+		hs = append(hs, h)
+	}
+	return hs, nil
 }
 
 // Touch implements Store.

@@ -149,7 +149,7 @@ func TestRedisAwkwardNames(t *testing.T) {
 	s := openRedis(t, redisOpts(sharedRedis(t)))
 	realms := []string{"", "a", "a}", "a}:u:b", "{x}", "%7D", "*?[", "a:t:"}
 	for i, r := range realms {
-		must(t, s.Issue(ctx, r, tokens.HashToken(r), tokens.Record{User: "b}:u:x", Identity: "id" + strconv.Itoa(i)}, 1))
+		must(t, issued(s.Issue(ctx, r, tokens.HashToken(r), tokens.Record{User: "b}:u:x", Identity: "id" + strconv.Itoa(i)}, 1)))
 		must(t, s.PutKey(ctx, r, "b", []byte(r)))
 	}
 	for i, r := range realms {
@@ -180,11 +180,11 @@ func TestRedisTwoNodes(t *testing.T) {
 	o := redisOpts(sharedRedis(t))
 	a, b := openRedis(t, o), openRedis(t, o)
 	h1, h2 := tokens.HashToken("one"), tokens.HashToken("two")
-	must(t, a.Issue(ctx, "r", h1, tokens.Record{User: "alice", Identity: "alice\npam\n"}, 1))
+	must(t, issued(a.Issue(ctx, "r", h1, tokens.Record{User: "alice", Identity: "alice\npam\n"}, 1)))
 	if got, err := b.Get(ctx, "r", h1); err != nil || got.Superseded {
 		t.Fatalf("B sees A's login: got %+v, %v", got, err)
 	}
-	must(t, b.Issue(ctx, "r", h2, tokens.Record{User: "alice", Identity: "alice\npam\n"}, 1))
+	must(t, issued(b.Issue(ctx, "r", h2, tokens.Record{User: "alice", Identity: "alice\npam\n"}, 1)))
 	if got, err := a.Get(ctx, "r", h1); err != nil || !got.Superseded {
 		t.Fatalf("login on B did not supersede A's token: got %+v, %v", got, err)
 	}
@@ -202,7 +202,7 @@ func TestRedisTwoNodes(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.Issue(ctx, "r", tokens.HashToken(fmt.Sprint("c", i)), tokens.Record{User: "bob", Identity: "bob\npam\n"}, 1); err != nil {
+			if err := issued(s.Issue(ctx, "r", tokens.HashToken(fmt.Sprint("c", i)), tokens.Record{User: "bob", Identity: "bob\npam\n"}, 1)); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -234,7 +234,7 @@ func TestRedisOutage(t *testing.T) {
 	s := openRedis(t, o)
 	h := tokens.HashToken("tok")
 	rec := tokens.Record{User: "alice", Identity: "alice\npam\n"}
-	must(t, s.Issue(ctx, "r", h, rec, 1))
+	must(t, issued(s.Issue(ctx, "r", h, rec, 1)))
 
 	p.Kill()
 	for _, op := range []struct {
@@ -242,7 +242,7 @@ func TestRedisOutage(t *testing.T) {
 		call func() error
 	}{
 		{"Get", func() error { _, err := s.Get(ctx, "r", h); return err }},
-		{"Issue", func() error { return s.Issue(ctx, "r", h, rec, 1) }},
+		{"Issue", func() error { return issued(s.Issue(ctx, "r", h, rec, 1)) }},
 		{"Revoke", func() error { return s.Revoke(ctx, "r", h) }},
 		{"GetKey", func() error { _, err := s.GetKey(ctx, "r", "x"); return err }},
 		{"Get again", func() error { _, err := s.Get(ctx, "r", h); return err }},
@@ -270,7 +270,7 @@ func TestRedisOutage(t *testing.T) {
 	startRedis(t, dir, port)
 	start = time.Now()
 	for {
-		err := s.Issue(ctx, "r", h, rec, 1)
+		err := issued(s.Issue(ctx, "r", h, rec, 1))
 		if err == nil {
 			break
 		}
@@ -435,7 +435,7 @@ sentinel failover-timeout mymaster 5000
 	o.Mode, o.MasterName = tokens.RedisSentinel, "mymaster"
 	s := openRedis(t, o)
 	h := tokens.HashToken("before")
-	must(t, s.Issue(ctx, "r", h, tokens.Record{User: "alice", Identity: "alice\npam\n"}, 1))
+	must(t, issued(s.Issue(ctx, "r", h, tokens.Record{User: "alice", Identity: "alice\npam\n"}, 1)))
 	// Wait until the replica has it (replication is asynchronous).
 	replica.WaitFor(t, 30*time.Second, func() error {
 		out, err := exec.Command("redis-cli", "-p", strconv.Itoa(rport), "-a", redisPassword, "--no-auth-warning",
@@ -450,7 +450,7 @@ sentinel failover-timeout mymaster 5000
 	start := time.Now()
 	var errs []string
 	for {
-		err := s.Issue(ctx, "r", tokens.HashToken("after"), tokens.Record{User: "alice", Identity: "alice\npam\n"}, 1)
+		err := issued(s.Issue(ctx, "r", tokens.HashToken("after"), tokens.Record{User: "alice", Identity: "alice\npam\n"}, 1))
 		if err == nil {
 			break
 		}

@@ -56,8 +56,8 @@ type Store interface {
 	// Issue makes h the newest of the user's current tokens in realm and
 	// keeps at most sessions of them current (below 1 means 1, the
 	// protocol's strict supersede): the oldest beyond that stay known but
-	// become superseded. One atomic step.
-	Issue(ctx context.Context, realm string, h Hash, rec Record, sessions int) error
+	// become superseded, and their hashes are returned. One atomic step.
+	Issue(ctx context.Context, realm string, h Hash, rec Record, sessions int) (superseded []Hash, err error)
 	// Get returns the record of h, or ErrNotFound (also for expired tokens).
 	Get(ctx context.Context, realm string, h Hash) (Record, error)
 	// Revoke forgets h, and drops it from the user's current tokens.

@@ -99,19 +99,21 @@ func expiry(issued, now time.Time, p Policy) time.Time {
 
 // Issue creates a new token for identity text id of user in realm and makes
 // it the user's newest current token, superseding the oldest beyond
-// p.MaxSessions. It returns only after the token is durable.
-func (s *Service) Issue(ctx context.Context, realm, user, identity string, roles []string, p Policy) (string, error) {
+// p.MaxSessions, whose hashes it returns. It returns only after the token
+// is durable.
+func (s *Service) Issue(ctx context.Context, realm, user, identity string, roles []string, p Policy) (token string, superseded []Hash, err error) {
 	tok, h := NewToken()
-	return tok, s.put(ctx, realm, h, user, identity, roles, p)
+	superseded, err = s.put(ctx, realm, h, user, identity, roles, p)
+	return tok, superseded, err
 }
 
 // Put stores a token chosen by the caller (/stored_token) as the user's
-// newest current token.
-func (s *Service) Put(ctx context.Context, realm, token, user, identity string, p Policy) error {
+// newest current token, and returns the hashes of the tokens it superseded.
+func (s *Service) Put(ctx context.Context, realm, token, user, identity string, p Policy) ([]Hash, error) {
 	return s.put(ctx, realm, HashToken(token), user, identity, nil, p)
 }
 
-func (s *Service) put(ctx context.Context, realm string, h Hash, user, identity string, roles []string, p Policy) error {
+func (s *Service) put(ctx context.Context, realm string, h Hash, user, identity string, roles []string, p Policy) ([]Hash, error) {
 	now := s.Now()
 	return s.store.Issue(ctx, realm, h, Record{
 		User: user, Identity: identity, Roles: roles,

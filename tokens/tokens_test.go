@@ -43,7 +43,7 @@ func TestStoreHoldsNoUsableToken(t *testing.T) {
 	svc := tokens.NewService(s)
 	var issued []string
 	for range 20 {
-		tok, err := svc.Issue(ctx, "realm", "alice", "alice\npam\n", nil, tokens.Policy{})
+		tok, _, err := svc.Issue(ctx, "realm", "alice", "alice\npam\n", nil, tokens.Policy{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -53,7 +53,7 @@ func TestStoreHoldsNoUsableToken(t *testing.T) {
 	// compresses blocks, so only a non-repeating marker is sure to stay literal.
 	marker, _ := tokens.NewToken()
 	marker = "bob-" + marker[:20]
-	if err := svc.Put(ctx, "realm", "stored-token-chosen-by-caller-0123456789", marker, marker+"\nstored\n", tokens.Policy{}); err != nil {
+	if _, err := svc.Put(ctx, "realm", "stored-token-chosen-by-caller-0123456789", marker, marker+"\nstored\n", tokens.Policy{}); err != nil {
 		t.Fatal(err)
 	}
 	issued = append(issued, "stored-token-chosen-by-caller-0123456789")
@@ -87,8 +87,8 @@ func TestServiceStatusAndExpiry(t *testing.T) {
 	now := time.Now()
 	svc.Now = func() time.Time { return now }
 	p := tokens.Policy{Lifetime: time.Hour}
-	a, _ := svc.Issue(ctx, "r", "alice", "alice\npam\n", nil, p)
-	b, _ := svc.Issue(ctx, "r", "alice", "alice\npam\n", nil, p)
+	a, _, _ := svc.Issue(ctx, "r", "alice", "alice\npam\n", nil, p)
+	b, _, _ := svc.Issue(ctx, "r", "alice", "alice\npam\n", nil, p)
 	for _, c := range []struct {
 		tok  string
 		want tokens.Status
@@ -122,7 +122,7 @@ func TestIdleTimeout(t *testing.T) {
 	svc.Now = func() time.Time { return now }
 	p := tokens.Policy{IdleTimeout: 10 * time.Minute, Lifetime: 22 * time.Minute}
 	svc.Policies = func(string) tokens.Policy { return p }
-	tok, err := svc.Issue(ctx, "r", "alice", "alice\npam\n", nil, p)
+	tok, _, err := svc.Issue(ctx, "r", "alice", "alice\npam\n", nil, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestIdleTimeout(t *testing.T) {
 
 	// Unused for the idle timeout: gone.
 	now = t0
-	tok2, _ := svc.Issue(ctx, "r", "bob", "bob\npam\n", nil, p)
+	tok2, _, _ := svc.Issue(ctx, "r", "bob", "bob\npam\n", nil, p)
 	now = t0.Add(10*time.Minute + time.Second)
 	if _, got, _ := svc.Validate(ctx, "r", tok2); got != tokens.Invalid {
 		t.Fatalf("idle token: got %v, want NO", got)

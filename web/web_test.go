@@ -33,7 +33,7 @@ func newRig(t *testing.T, cfg conf.Web) *rig {
 		if user != "alice" || pwd != "secret" {
 			return "", http.StatusForbidden
 		}
-		tok, err := rg.svc.Issue(ctx, realm, user, user+"\nauth/test\n", []string{"staff", "ops"}, tokens.Policy{})
+		tok, _, err := rg.svc.Issue(ctx, realm, user, user+"\nauth/test\n", []string{"staff", "ops"}, tokens.Policy{})
 		if err != nil {
 			return "", http.StatusServiceUnavailable
 		}
@@ -47,7 +47,7 @@ func newRig(t *testing.T, cfg conf.Web) *rig {
 
 func (rg *rig) issue(t *testing.T, realm string) string {
 	t.Helper()
-	tok, err := rg.svc.Issue(context.Background(), realm, "alice", "alice\nauth/test\n", []string{"staff", "ops"}, tokens.Policy{})
+	tok, _, err := rg.svc.Issue(context.Background(), realm, "alice", "alice\nauth/test\n", []string{"staff", "ops"}, tokens.Policy{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func BenchmarkForwardAuth(b *testing.B) {
 	defer store.Close()
 	svc := tokens.NewService(store)
 	h, _ := New(Options{Tokens: svc, Login: func(context.Context, string, string, string, string) (string, int) { return "", 403 }})
-	tok, _ := svc.Issue(context.Background(), "demo", "alice", "alice\nauth/test\n", []string{"staff"}, tokens.Policy{})
+	tok, _, _ := svc.Issue(context.Background(), "demo", "alice", "alice\nauth/test\n", []string{"staff"}, tokens.Policy{})
 	r := httptest.NewRequest("GET", "/forward_auth?realm=demo", nil)
 	r.AddCookie(&http.Cookie{Name: "sks_token", Value: tok})
 	b.ReportAllocs()
