@@ -253,9 +253,12 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer dst.Close()
-	n, err := tokens.Copy(ctx, src, dst)
+	start := time.Now()
+	n, err := tokens.Copy(ctx, src, dst, func(n int) {
+		fmt.Fprintf(stderr, "migrate: %d entries copied (%s)\n", n, time.Since(start).Round(time.Second))
+	})
 	if err != nil {
-		return fmt.Errorf("migrate stopped after %d entries: %w", n, err)
+		return fmt.Errorf("migrate stopped after %d entries: %w (entries copied so far stay in %s; running migrate again overwrites them)", n, err, redactURL(*to))
 	}
 	fmt.Fprintf(stdout, "copied %d entries from %s to %s\n", n, *from, redactURL(*to))
 	return nil

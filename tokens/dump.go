@@ -87,12 +87,16 @@ type Dumper interface {
 
 // Copy copies every entry of from into to and returns how many it copied.
 // Entries already in to with the same key are overwritten; others stay.
-func Copy(ctx context.Context, from, to Dumper) (n int, err error) {
+// progress, if not nil, is called after every 10,000 entries.
+func Copy(ctx context.Context, from, to Dumper, progress func(copied int)) (n int, err error) {
 	err = from.Dump(ctx, func(e Entry) error {
 		if err := to.Load(ctx, e); err != nil {
 			return fmt.Errorf("cannot copy %s entry %d: %w", e.Kind, n+1, err)
 		}
 		n++
+		if progress != nil && n%10000 == 0 {
+			progress(n)
+		}
 		return nil
 	})
 	return n, err

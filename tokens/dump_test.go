@@ -87,7 +87,7 @@ func TestCopyBadgerRedisBadger(t *testing.T) {
 	}
 
 	mid := openRedis(t, redisOpts(sharedRedis(t)))
-	n, err := tokens.Copy(ctx, src, mid)
+	n, err := tokens.Copy(ctx, src, mid, nil)
 	if err != nil || n != len(want) {
 		t.Fatalf("copy badger to redis: %d, %v; want %d", n, err, len(want))
 	}
@@ -95,7 +95,7 @@ func TestCopyBadgerRedisBadger(t *testing.T) {
 		t.Fatalf("redis after copy:\n got %q\nwant %q", got, want)
 	}
 	dst := openBadger(t, t.TempDir())
-	if n, err := tokens.Copy(ctx, mid, dst); err != nil || n != len(want) {
+	if n, err := tokens.Copy(ctx, mid, dst, nil); err != nil || n != len(want) {
 		t.Fatalf("copy redis to badger: %d, %v; want %d", n, err, len(want))
 	}
 	if got := dumpAll(t, dst); !slices.Equal(got, want) {
@@ -131,5 +131,21 @@ func TestCopyBadgerRedisBadger(t *testing.T) {
 		if err := s.CreateGroup(ctx, "r", "g2", "x", nil); err == nil {
 			t.Errorf("%s: group g2 created twice", name)
 		}
+	}
+}
+
+// TestCopyProgress: a long copy reports its progress every 10,000 entries.
+func TestCopyProgress(t *testing.T) {
+	ctx := context.Background()
+	src, dst := openBadger(t, ""), openBadger(t, "")
+	for i := range 20001 {
+		tok := fmt.Sprint("t", i)
+		must(t, issued(src.Issue(ctx, "r", tokens.HashToken(tok), tokens.Record{User: tok, Identity: tok + "\nstored\n"}, 1)))
+	}
+	var seen []int
+	n, err := tokens.Copy(ctx, src, dst, func(n int) { seen = append(seen, n) })
+	// Each token has its record and its user's list of current tokens.
+	if err != nil || n != 40002 || !slices.Equal(seen, []int{10000, 20000, 30000, 40000}) {
+		t.Fatalf("copy: %d entries, %v, progress at %v", n, err, seen)
 	}
 }
