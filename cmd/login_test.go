@@ -19,11 +19,7 @@ import (
 // (util-linux script), typing the password only once the prompt is shown
 // so that echo is already off, then checks whoami and logout.
 func TestLoginWhoamiLogout(t *testing.T) {
-	scriptBin, err := exec.LookPath("script")
-	if err != nil {
-		testrig.Require(t, "script") // skips, or fails under the test command
-		t.Fatalf("script: %v", err)
-	}
+	scriptBin := testrig.Program(t, "script")
 	srv, _, pw := demoServer(t)
 	cache := t.TempDir()
 	env := append(os.Environ(), "XDG_CACHE_HOME="+cache)

@@ -23,11 +23,7 @@ import (
 // systemd-analyze. ExecStart must name an existing executable, so the
 // units are copied with the path of the test's binary.
 func TestUnitFilesVerify(t *testing.T) {
-	analyze, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		testrig.Require(t, "systemd-analyze") // skips, or fails under the test command
-		t.Fatalf("systemd-analyze: %v", err)
-	}
+	analyze := testrig.Program(t, "systemd-analyze")
 	dir := t.TempDir()
 	for _, name := range []string{"sks.service", "sks.socket"} {
 		b, err := os.ReadFile(filepath.Join("..", "dist", name))
@@ -64,11 +60,7 @@ func TestExampleConfigParses(t *testing.T) {
 // listening socket passed by systemd-socket-activate (LISTEN_FDS and
 // LISTEN_PID), readiness and stopping reported on NOTIFY_SOCKET.
 func TestSocketActivationAndNotify(t *testing.T) {
-	activate, err := exec.LookPath("systemd-socket-activate")
-	if err != nil {
-		testrig.Require(t, "systemd-socket-activate") // skips, or fails under the test command
-		t.Fatalf("systemd-socket-activate: %v", err)
-	}
+	activate := testrig.Program(t, "systemd-socket-activate")
 	dir := t.TempDir()
 	notifyPath := filepath.Join(dir, "notify")
 	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})

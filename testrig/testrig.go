@@ -37,6 +37,18 @@ func Require(t testing.TB, programs ...string) {
 	}
 }
 
+// Program returns the path of program, found as LookPath finds it; when it
+// is missing the test skips, or fails under Strict, as Require does.
+func Program(t testing.TB, program string) string {
+	t.Helper()
+	Require(t, program)
+	path, err := LookPath(program)
+	if err != nil {
+		t.Fatal(err) // Require found it a moment ago
+	}
+	return path
+}
+
 // RequireRoot skips (or fails under Strict) when the test is not run as root.
 func RequireRoot(t testing.TB) {
 	t.Helper()

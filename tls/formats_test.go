@@ -94,12 +94,9 @@ func (f *fixture) jks(t testing.TB, name, password string) string {
 // keytool converts a PKCS12 bundle with Java's keytool.
 func (f *fixture) keytool(t testing.TB, src, password, storetype, name string) string {
 	t.Helper()
-	if _, err := exec.LookPath("keytool"); err != nil {
-		testrig.Require(t, "keytool") // skips, or fails under the test command
-		t.Fatalf("keytool: %v", err)
-	}
+	keytool := testrig.Program(t, "keytool")
 	dst := filepath.Join(f.dir, name)
-	cmd := exec.Command("keytool", "-importkeystore", "-noprompt",
+	cmd := exec.Command(keytool, "-importkeystore", "-noprompt",
 		"-srckeystore", src, "-srcstoretype", "PKCS12", "-srcstorepass", password,
 		"-destkeystore", dst, "-deststoretype", storetype, "-deststorepass", password, "-destkeypass", password)
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -179,11 +179,7 @@ func replaceFile(t testing.TB, path string, data []byte) {
 // openssl runs openssl in dir, skipping the test if it is not installed.
 func openssl(t testing.TB, dir string, args ...string) {
 	t.Helper()
-	if _, err := exec.LookPath("openssl"); err != nil {
-		testrig.Require(t, "openssl") // skips, or fails under the test command
-		t.Fatalf("openssl: %v", err)
-	}
-	cmd := exec.Command("openssl", args...)
+	cmd := exec.Command(testrig.Program(t, "openssl"), args...)
 	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("openssl %s: %v\n%s", strings.Join(args, " "), err, out)

@@ -104,11 +104,7 @@ func TestHelperPrompt(t *testing.T) {
 // TestPromptTerminalPTY drives -PP through a real pseudo-terminal made by
 // script(1): the password is read from the terminal and not echoed.
 func TestPromptTerminalPTY(t *testing.T) {
-	if _, err := exec.LookPath("script"); err != nil {
-		testrig.Require(t, "script") // skips, or fails under the test command
-		t.Fatalf("script: %v", err)
-	}
-	cmd := exec.Command("script", "-qec", "'"+os.Args[0]+"' -test.run='^TestHelperPrompt$'", "/dev/null")
+	cmd := exec.Command(testrig.Program(t, "script"), "-qec", "'"+os.Args[0]+"' -test.run='^TestHelperPrompt$'", "/dev/null")
 	cmd.Env = append(os.Environ(), "SKS_TLS_PROMPT_HELPER=1")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -159,11 +155,7 @@ func TestPromptTerminalPTY(t *testing.T) {
 // TestPromptNoTerminal runs the prompt in a new session without a
 // controlling terminal and with stdin from /dev/null.
 func TestPromptNoTerminal(t *testing.T) {
-	if _, err := exec.LookPath("setsid"); err != nil {
-		testrig.Require(t, "setsid") // skips, or fails under the test command
-		t.Fatalf("setsid: %v", err)
-	}
-	cmd := exec.Command("setsid", "-w", os.Args[0], "-test.run=^TestHelperPrompt$")
+	cmd := exec.Command(testrig.Program(t, "setsid"), "-w", os.Args[0], "-test.run=^TestHelperPrompt$")
 	cmd.Env = append(os.Environ(), "SKS_TLS_PROMPT_HELPER=1")
 	out, err := cmd.CombinedOutput()
 	if err != nil {

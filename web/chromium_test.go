@@ -24,10 +24,7 @@ import (
 // chromium runs headless Chromium with args and returns its stdout.
 func chromium(t *testing.T, args ...string) string {
 	t.Helper()
-	bin, err := testrig.LookPath("chromium")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := testrig.Program(t, "chromium")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -142,10 +139,7 @@ func wdCall(hc *http.Client, method, url string, body, out any) error {
 // closed when the test ends.
 func startWebDriver(t *testing.T) *webDriver {
 	t.Helper()
-	chrome, err := testrig.LookPath("chromium")
-	if err != nil {
-		t.Fatal(err)
-	}
+	chrome := testrig.Program(t, "chromium")
 	port := testrig.FreePort(t)
 	dir := t.TempDir()
 	p := testrig.Start(t, dir, "chromedriver", nil, "chromedriver", "--port="+strconv.Itoa(port))
