@@ -342,6 +342,20 @@ local function setsessions(ck, t, tp, known, at)
   end
 end
 local function corrupt(key) return redis.error_reply('ERR sks: corrupt token record ' .. key) end
+-- token reads the record at key and its user's list of current tokens (cp:
+-- the realm's list prefix). It returns the record, the index parse
+-- returned, the list's key and the list; or nil and, if either is corrupt,
+-- an error reply (nil alone: the token is unknown).
+local function token(key, cp)
+  local v = redis.call('GET', key)
+  if not v then return nil end
+  local i, user = parse(v)
+  if not i then return nil, corrupt(key) end
+  local ck = cp .. user
+  local t = sessions(ck)
+  if not t then return nil, corrupt(ck) end
+  return v, i, ck, t
+end
 `
 
 // issueScript: KEYS[1] new token, KEYS[2] user's current list; ARGV[1]
@@ -382,13 +396,8 @@ return table.concat(gone)
 // revokeScript: KEYS[1] token; ARGV[1] its hex hash, ARGV[2] current
 // list prefix of the realm, ARGV[3] token key prefix. Returns 0 if unknown.
 var revokeScript = redis.NewScript(luaRecord + `
-local v = redis.call('GET', KEYS[1])
-if not v then return 0 end
-local _, user = parse(v)
-if not user then return corrupt(KEYS[1]) end
-local ck = ARGV[2] .. user
-local t = sessions(ck)
-if not t then return corrupt(ck) end
+local v, i, ck, t = token(KEYS[1], ARGV[2])
+if not v then return i or 0 end
 redis.call('DEL', KEYS[1])
 local keep, found = others(t, ARGV[3], ARGV[1])
 if found then setsessions(ck, keep, ARGV[3]) end
@@ -401,14 +410,9 @@ return 1
 // Returns 0 if old is unknown, 1 if it is not current, else the new
 // record. The new token becomes the newest on the user's list.
 var replaceScript = redis.NewScript(luaRecord + `
-local v = redis.call('GET', KEYS[1])
-if not v then return 0 end
-local i, user = parse(v)
-if not i then return corrupt(KEYS[1]) end
+local v, i, ck, t = token(KEYS[1], ARGV[3])
+if not v then return i or 0 end
 if string.byte(v, 2) % 2 == 1 then return 1 end
-local ck = ARGV[3] .. user
-local t = sessions(ck)
-if not t then return corrupt(ck) end
 local keep, found = others(t, ARGV[6], ARGV[1])
 if not found then return 1 end
 local nv = string.sub(v, 1, 2) .. ARGV[4] .. string.sub(v, i)
@@ -424,13 +428,8 @@ return nv
 // key prefix. The record keeps everything but its expires field; the
 // user's current list is rewritten for its new expiry if it holds the token.
 var touchScript = redis.NewScript(luaRecord + `
-local v = redis.call('GET', KEYS[1])
-if not v then return 0 end
-local _, user = parse(v)
-if not user then return corrupt(KEYS[1]) end
-local ck = ARGV[2] .. user
-local t = sessions(ck)
-if not t then return corrupt(ck) end
+local v, i, ck, t = token(KEYS[1], ARGV[2])
+if not v then return i or 0 end
 local i1 = varint_end(v, 3)
 local i2 = varint_end(v, i1)
 set(KEYS[1], string.sub(v, 1, i1 - 1) .. ARGV[3] .. string.sub(v, i2), ARGV[4])

@@ -555,3 +555,32 @@ key_prefix = "sks:"
 		t.Fatalf("got %+v", o)
 	}
 }
+
+// TestRedisCorruptList: a user's list of current tokens that is not a
+// whole number of hex hashes makes every script that reads it fail with
+// an error naming the key, and changes nothing.
+func TestRedisCorruptList(t *testing.T) {
+	ctx := context.Background()
+	addr := sharedRedis(t)
+	o := redisOpts(addr)
+	s := openRedis(t, o)
+	h := tokens.HashToken
+	rec := tokens.Record{User: "alice", Identity: "alice\npam\n"}
+	must(t, issued(s.Issue(ctx, "r", h("a"), rec, 1)))
+	c := redis.NewClient(&redis.Options{Addr: addr, Password: redisPassword})
+	defer c.Close()
+	must(t, c.Set(ctx, o.KeyPrefix+"{r:r}:u:alice", "not-hex", 0).Err())
+	for name, call := range map[string]func() error{
+		"Issue":   func() error { return issued(s.Issue(ctx, "r", h("b"), rec, 1)) },
+		"Revoke":  func() error { return s.Revoke(ctx, "r", h("a")) },
+		"Replace": func() error { _, err := s.Replace(ctx, "r", h("a"), h("c"), time.Now(), time.Time{}); return err },
+		"Touch":   func() error { return s.Touch(ctx, "r", h("a"), time.Now().Add(time.Hour)) },
+	} {
+		if err := call(); err == nil || !strings.Contains(err.Error(), "corrupt token record "+o.KeyPrefix+"{r:r}:u:alice") {
+			t.Errorf("%s with a corrupt list: got %v, want a corrupt-record error naming the list", name, err)
+		}
+	}
+	if got, err := s.Get(ctx, "r", h("a")); err != nil || got.Superseded || !got.Expires.IsZero() {
+		t.Errorf("token after the failed calls: %+v, %v; want unchanged", got, err)
+	}
+}
