@@ -94,6 +94,9 @@ type Identity struct {
 	Source string
 	// Attrs are the name=value lines of the identity (uid, gid, ...).
 	Attrs map[string]string
+	// Text is the identity as the server sent it, "<user>\n<source>\n" and
+	// the name=value lines in the server's order, for display.
+	Text string
 }
 
 // Result is the answer of Valid.
@@ -219,17 +222,20 @@ func form(realm string, kv ...string) url.Values {
 	return v
 }
 
-// parseIdentity reads "<user>\n<source>\n[name=value\n...]" lines, stopping
-// at the first empty line.
-func parseIdentity(lines []string) (Identity, error) {
+// parseIdentity reads "<user>\n<source>\n[name=value\n...]" lines from
+// text, stopping at the first empty line.
+func parseIdentity(text string) (Identity, error) {
+	lines := strings.Split(text, "\n")
 	if len(lines) < 2 || lines[0] == "" {
 		return Identity{}, ErrProtocol
 	}
 	id := Identity{User: lines[0], Source: lines[1]}
+	end := len(lines[0]) + 1 + len(lines[1]) + 1
 	for _, l := range lines[2:] {
 		if l == "" {
 			break
 		}
+		end += len(l) + 1
 		k, v, ok := strings.Cut(l, "=")
 		if !ok {
 			continue
@@ -239,19 +245,21 @@ func parseIdentity(lines []string) (Identity, error) {
 		}
 		id.Attrs[k] = v
 	}
+	id.Text = text[:min(end, len(text))]
 	return id, nil
 }
 
+// parseSession reads "<token>\n" and an identity.
 func parseSession(body string) (Session, error) {
-	lines := strings.Split(body, "\n")
-	if len(lines) < 3 || lines[0] == "" {
+	tok, rest, ok := strings.Cut(body, "\n")
+	if !ok || tok == "" {
 		return Session{}, fmt.Errorf("%w: no token in answer", ErrProtocol)
 	}
-	id, err := parseIdentity(lines[1:])
+	id, err := parseIdentity(rest)
 	if err != nil {
 		return Session{}, fmt.Errorf("%w: no identity in answer", ErrProtocol)
 	}
-	return Session{Token: lines[0], Identity: id}, nil
+	return Session{Token: tok, Identity: id}, nil
 }
 
 // Login authenticates user with pwd in realm and returns a new session
@@ -273,9 +281,9 @@ func (c *Client) Valid(ctx context.Context, realm, token string) (Result, error)
 	if err != nil {
 		return Result{}, err
 	}
-	lines := strings.Split(body, "\n")
+	first, rest, _ := strings.Cut(body, "\n")
 	var r Result
-	switch lines[0] {
+	switch first {
 	case "YES":
 		r.Status = Valid
 	case "SUPERCEDED", "SUPERSEDED":
@@ -283,9 +291,9 @@ func (c *Client) Valid(ctx context.Context, realm, token string) (Result, error)
 	case "NO":
 		return Result{Status: Invalid}, nil
 	default:
-		return Result{}, fmt.Errorf("%w: /valid answered %.20q", ErrProtocol, lines[0])
+		return Result{}, fmt.Errorf("%w: /valid answered %.20q", ErrProtocol, first)
 	}
-	if r.Identity, err = parseIdentity(lines[1:]); err != nil {
+	if r.Identity, err = parseIdentity(rest); err != nil {
 		return Result{}, fmt.Errorf("%w: /valid answer has no identity", ErrProtocol)
 	}
 	return r, nil

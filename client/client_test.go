@@ -46,7 +46,8 @@ func TestClientAgainstLiveSKS(t *testing.T) {
 	}
 
 	res, err := c.Valid(ctx, "demo", sess.Token)
-	if err != nil || res.Status != client.Valid || res.Identity.User != "demo" || res.Identity.Source != "auth/demo" {
+	if err != nil || res.Status != client.Valid || res.Identity.User != "demo" || res.Identity.Source != "auth/demo" ||
+		res.Identity.Text != "demo\nauth/demo\n" {
 		t.Fatalf("valid: got %+v, %v", res, err)
 	}
 	if res, err := c.Valid(ctx, "other", sess.Token); err != nil || res.Status != client.Invalid {

@@ -7,15 +7,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"os/user"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"golang.org/x/term"
+
+	"sks/client"
 )
 
 // session is what "sks login" keeps in the user's cache directory.
@@ -92,26 +91,20 @@ func saveSession(s session) (string, error) {
 	return path, nil
 }
 
-var httpClient = &http.Client{Timeout: 30 * time.Second}
+// newClient returns the sks client for server, with a bound long enough
+// for a slow login backend.
+func newClient(server string) (*client.Client, error) {
+	return client.New(server, client.WithTimeout(30*time.Second))
+}
 
-// post sends a form (never a query string: the password and token stay out
-// of URLs and access logs) and returns status and body.
-func post(ctx context.Context, server, path string, form url.Values) (int, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(server, "/")+path, strings.NewReader(form.Encode()))
-	if err != nil {
-		return 0, "", fmt.Errorf("bad server URL %q: %w", server, err)
+// answerError explains a failed call: the server's refusal with its
+// status and message, or that the server could not be reached.
+func answerError(what, server string, err error) error {
+	var e *client.Error
+	if errors.As(err, &e) {
+		return fmt.Errorf("%s: server answered %d %s", what, e.Status, e.Message)
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return 0, "", fmt.Errorf("cannot reach %s: %w", server, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return 0, "", fmt.Errorf("cannot read answer of %s: %w", server, err)
-	}
-	return resp.StatusCode, string(b), nil
+	return fmt.Errorf("%s: cannot reach %s: %w", what, server, err)
 }
 
 func defaultServer() string {
@@ -169,26 +162,20 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	form := url.Values{"realm": {*realm}, "user": {name}, "pwd": {pw}}
-	if *module != "" {
-		form.Set("module", *module)
-	}
-	status, body, err := post(ctx, *server, "/auth_token", form)
+	c, err := newClient(*server)
 	if err != nil {
 		return err
 	}
-	switch status {
-	case http.StatusOK:
-	case http.StatusForbidden:
+	sess, err := c.Login(ctx, *realm, name, pw, *module)
+	switch {
+	case errors.Is(err, client.ErrForbidden):
 		return errors.New("login failed: wrong user or password")
-	default:
-		return fmt.Errorf("login failed: server answered %d %s", status, strings.TrimSpace(body))
-	}
-	lines := strings.Split(body, "\n")
-	if len(lines) < 3 || lines[0] == "" {
+	case errors.Is(err, client.ErrProtocol):
 		return errors.New("login failed: unexpected answer from the server")
+	case err != nil:
+		return answerError("login failed", *server, err)
 	}
-	s := session{Server: *server, Realm: *realm, Token: lines[0], User: lines[1], Source: lines[2]}
+	s := session{Server: *server, Realm: *realm, Token: sess.Token, User: sess.Identity.User, Source: sess.Identity.Source}
 	path, err := saveSession(s)
 	if err != nil {
 		return err
@@ -205,17 +192,18 @@ func runLogout(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	status, body, err := post(ctx, s.Server, "/revoke", url.Values{"realm": {s.Realm}, "token": {s.Token}})
+	c, err := newClient(s.Server)
 	if err != nil {
 		return err
 	}
-	if status != http.StatusOK {
-		return fmt.Errorf("cannot revoke the session: server answered %d %s (session kept in %s)", status, strings.TrimSpace(body), path)
+	revoked, err := c.Revoke(ctx, s.Realm, s.Token)
+	if err != nil {
+		return fmt.Errorf("%w (session kept in %s)", answerError("cannot revoke the session", s.Server, err), path)
 	}
 	if err := os.Remove(path); err != nil {
 		return fmt.Errorf("session revoked but cannot delete %s: %w", path, err)
 	}
-	if strings.TrimSpace(body) == "OK" {
+	if revoked {
 		fmt.Fprintf(stdout, "logged out %s from realm %s\n", s.User, s.Realm)
 	} else {
 		fmt.Fprintf(stdout, "session of %s was no longer valid; removed it\n", s.User)
@@ -231,16 +219,22 @@ func runWhoami(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	status, body, err := post(ctx, s.Server, "/valid", url.Values{"realm": {s.Realm}, "token": {s.Token}})
+	c, err := newClient(s.Server)
 	if err != nil {
 		return err
 	}
-	if status != http.StatusOK {
-		return fmt.Errorf("cannot check the session: server answered %d %s", status, strings.TrimSpace(body))
+	res, err := c.Valid(ctx, s.Realm, s.Token)
+	if err != nil {
+		return answerError("cannot check the session", s.Server, err)
 	}
-	fmt.Fprintf(stdout, "%s", body)
-	if !strings.HasSuffix(body, "\n") {
-		fmt.Fprintln(stdout)
+	// The protocol's answer, as /valid gives it.
+	switch res.Status {
+	case client.Valid:
+		fmt.Fprintf(stdout, "YES\n%s\n", res.Identity.Text)
+	case client.Superseded:
+		fmt.Fprintf(stdout, "SUPERCEDED\n%s\n", res.Identity.Text)
+	default:
+		fmt.Fprintln(stdout, "NO")
 	}
 	fmt.Fprintf(stdout, "realm %s at %s\n", s.Realm, s.Server)
 	return nil
