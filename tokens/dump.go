@@ -354,15 +354,12 @@ func (s *Redis) dumpKey(ctx context.Context, c redis.Cmdable, key string, fn fun
 		if err != nil || !ok {
 			return err
 		}
-		if len(b) == 0 || len(b)%hex.EncodedLen(len(Hash{})) != 0 {
+		hs, err := parseHexList(string(b))
+		if err != nil || len(hs) == 0 {
 			return fmt.Errorf("cannot dump redis key %q: %w", key, errCorrupt)
 		}
 		// Leave out tokens that are gone, as Badger does.
-		for i := 0; i < len(b); i += hex.EncodedLen(len(Hash{})) {
-			h, err := parseHex(string(b[i : i+hex.EncodedLen(len(Hash{}))]))
-			if err != nil {
-				return fmt.Errorf("cannot dump redis key %q: %w", key, err)
-			}
+		for _, h := range hs {
 			if n, err := c.Exists(cctx, s.tokenKey(name, h)).Result(); err != nil {
 				return s.fail(ctx, "dump "+key, err)
 			} else if n == 1 {
