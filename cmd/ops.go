@@ -7,10 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"time"
 
 	"sks/audit"
+	"sks/clientaddr"
 	"sks/conf"
 	"sks/guard"
 	"sks/metrics"
@@ -64,14 +64,16 @@ func setupOps(cfg *conf.Config, opts *server.Options, certNotAfter func() time.T
 
 	h := &opts.Hooks
 	if o.guard != nil {
-		h.BeforeLogin = o.guard.BeforeLogin
+		h.BeforeLogin = func(realm, user, client string, relay bool) (time.Duration, bool) {
+			return o.guard.BeforeLogin(realm, user, limitAddr(client, relay))
+		}
 	}
 	h.AfterLogin = o.afterLogin
 	h.Event = o.event
 	if o.metrics != nil {
 		h.Request = o.metrics.Request
 		if cfg.Metrics.Listen == "" {
-			opts.Mount["/metrics"] = loopbackOnly(o.metrics.Handler(), cfg.Metrics.Public)
+			opts.Mount["/metrics"] = loopbackOnly(o.metrics.Handler(), cfg.Metrics.Public, opts.Clients)
 		} else {
 			ln, err := net.Listen("tcp", cfg.Metrics.Listen)
 			if err != nil {
@@ -102,7 +104,16 @@ func moduleNames(cfg *conf.Config) []string {
 	return names
 }
 
-func (o *ops) afterLogin(realm, user, client, module string, ok bool, err error, took time.Duration) {
+// limitAddr is the address the guard counts: none for a relay, whose logins
+// are limited per user only.
+func limitAddr(client string, relay bool) string {
+	if relay {
+		return ""
+	}
+	return client
+}
+
+func (o *ops) afterLogin(realm, user, client string, relay bool, module string, ok bool, err error, took time.Duration) {
 	if o.audit != nil {
 		o.audit.Login(realm, user, client, module, ok, err, took)
 	}
@@ -110,7 +121,7 @@ func (o *ops) afterLogin(realm, user, client, module string, ok bool, err error,
 		o.metrics.Login(realm, user, client, module, ok, err, took)
 	}
 	if o.guard != nil {
-		o.guard.AfterLogin(realm, user, client, module, ok, err, took) // may pad a failure: last
+		o.guard.AfterLogin(realm, user, limitAddr(client, relay), module, ok, err, took) // may pad a failure: last
 	}
 }
 
@@ -157,14 +168,14 @@ func (o *ops) close() {
 	o.shutdown = nil
 }
 
-// loopbackOnly refuses non-loopback clients unless public.
-func loopbackOnly(h http.Handler, public bool) http.Handler {
+// loopbackOnly refuses non-loopback clients unless public. Behind a proxy
+// (trusted_proxies set, or a forwarded request) no caller counts as local.
+func loopbackOnly(h http.Handler, public bool, clients *clientaddr.Resolver) http.Handler {
 	if public {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ap, err := netip.ParseAddrPort(r.RemoteAddr)
-		if err != nil || !ap.Addr().Unmap().IsLoopback() {
+		if !clients.LocalCaller(r) {
 			http.Error(w, "metrics are served to loopback clients only ([metrics] public or listen)", http.StatusForbidden)
 			return
 		}

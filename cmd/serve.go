@@ -258,7 +258,13 @@ func Serve(ctx context.Context, cfg *conf.Config, stdout io.Writer, log *slog.Lo
 		}
 	}
 	tokenService := tokens.NewService(store)
+	clients, relays, err := proxySettings(cfg, log)
+	if err != nil {
+		return err
+	}
 	opts := server.Options{
+		Clients:             clients,
+		Relays:              relays,
 		Tokens:              tokenService,
 		Realms:              router,
 		Logger:              log,
@@ -291,9 +297,10 @@ func Serve(ctx context.Context, cfg *conf.Config, stdout io.Writer, log *slog.Lo
 	var sks *server.Server
 	if cfg.Web.Enabled {
 		wh, err := web.New(web.Options{
-			Tokens: tokenService,
-			Config: cfg.Web,
-			Logger: log,
+			Tokens:  tokenService,
+			Config:  cfg.Web,
+			Clients: clients,
+			Logger:  log,
 			Login: func(ctx context.Context, realm, user, pwd, client string) (string, int) {
 				tok, _, status := sks.Login(ctx, realm, "", user, pwd, client)
 				return tok, status

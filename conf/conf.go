@@ -13,6 +13,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"sks/clientaddr"
 	"sks/jwtauth"
 	"sks/tokens"
 )
@@ -82,7 +83,10 @@ type Config struct {
 // Admin says who may call administrative endpoints such as /stored_token.
 type Admin struct {
 	// AllowLoopback lets callers on 127.0.0.0/8 and ::1 use admin endpoints
-	// without a credential, as RCloud deployments on one host expect. Default true.
+	// without a credential, as RCloud deployments on one host expect. Default
+	// true. It has no effect while [http] trusted_proxies is set, nor for a
+	// request carrying X-Forwarded-For or Forwarded: behind a proxy on the
+	// same host every client would look local.
 	AllowLoopback *bool `toml:"allow_loopback"`
 	// TokenFile holds the admin bearer token (first line). It must not be
 	// readable by group or others.
@@ -131,6 +135,10 @@ type Web struct {
 	DefaultRealm string `toml:"default_realm"`
 	// LoginPath is where the login page is served. Default "/login".
 	LoginPath string `toml:"login_path"`
+	// TrustedOrigins are other origins ("https://app.example.org") whose
+	// pages may post to the login page and /logout; requests from any other
+	// origin are refused as cross-site request forgery.
+	TrustedOrigins []string `toml:"trusted_origins"`
 }
 
 // HTTP holds the server's protective limits.
@@ -141,6 +149,11 @@ type HTTP struct {
 	IdleTimeout       Duration `toml:"idle_timeout"`
 	MaxBodyBytes      int64    `toml:"max_body_bytes"`
 	MaxHeaderBytes    int      `toml:"max_header_bytes"`
+	// TrustedProxies are CIDRs (or single addresses) of reverse proxies and
+	// relays whose X-Forwarded-For header, or client= parameter, names the
+	// real client; that address then feeds bans, the audit log and the log.
+	// Setting it also ends loopback privileges (see Admin.AllowLoopback).
+	TrustedProxies []string `toml:"trusted_proxies"`
 }
 
 // Limits is brute-force protection ([limits]): after UserFailures failed
@@ -232,6 +245,11 @@ type Realm struct {
 	// new login supersedes the oldest beyond it. 0 or 1 is the original's
 	// strict supersede (only the newest token answers YES).
 	MaxSessions int `toml:"max_sessions"`
+	// Relays are CIDRs (or single addresses) of callers that log many users
+	// in from one address (RCloud calling /auth_token for its users): their
+	// logins in this realm are limited per user only, never banned by
+	// address.
+	Relays []string `toml:"relays"`
 }
 
 // MaxSessionsLimit bounds max_sessions: every login reads each of the
@@ -417,6 +435,14 @@ func (c *Config) Validate() error {
 			if _, ok := c.Modules[m]; !ok && !strings.EqualFold(m, "pam") {
 				errs = append(errs, fmt.Errorf("realm %s: module %q has no [modules.%s] section", name, m, m))
 			}
+		}
+	}
+	if _, err := clientaddr.ParsePrefixes("http: trusted_proxies", c.HTTP.TrustedProxies); err != nil {
+		errs = append(errs, err)
+	}
+	for name, r := range c.Realms {
+		if _, err := clientaddr.ParsePrefixes("realm "+name+": relays", r.Relays); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if w := c.Web; w.Enabled {

@@ -176,7 +176,8 @@ func (g *Guard) BeforeLogin(realm, user, client string) (retryAfter time.Duratio
 }
 
 // AfterLogin counts a failed login (ok false and err nil) and clears the
-// user's count after a success. Backend errors (err non-nil) are not the
+// user's count after a success. An empty client (a relay that logs many
+// users in from one address) is counted per user only. Backend errors (err non-nil) are not the
 // client's fault and are not counted. A failure is padded to
 // MinFailureLatency.
 func (g *Guard) AfterLogin(realm, user, client, module string, ok bool, err error, took time.Duration) {
@@ -196,7 +197,8 @@ func (g *Guard) AfterLogin(realm, user, client, module string, ok bool, err erro
 	if g.fail(userKey(realm, user), now, lim.UserFailures, lim) {
 		bans = append(bans, Ban{Reason: "user", Realm: realm, User: NormalizeUser(user), Client: client, Until: now.Add(lim.Ban)})
 	}
-	if g.fail(addrKey(client), now, g.c.Default.AddrFailures, g.c.Default) {
+	// An empty client is a relay's login, limited per user only.
+	if client != "" && g.fail(addrKey(client), now, g.c.Default.AddrFailures, g.c.Default) {
 		bans = append(bans, Ban{Reason: "address", Realm: realm, Client: client, Until: now.Add(g.c.Default.Ban)})
 	}
 	g.mu.Unlock()

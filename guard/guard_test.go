@@ -163,3 +163,21 @@ func TestMinFailureLatency(t *testing.T) {
 		t.Errorf("success delayed by %v", slept)
 	}
 }
+
+// TestEmptyClientCountsPerUserOnly: a relay's failures (client "") never
+// ban an address, however many users fail.
+func TestEmptyClientCountsPerUserOnly(t *testing.T) {
+	g := New(Config{Default: Limits{UserFailures: 5, AddrFailures: 3}})
+	for i := 0; i < 20; i++ {
+		g.AfterLogin("r", fmt.Sprintf("user%d", i), "", "static", false, nil, 0)
+	}
+	if _, refused := g.BeforeLogin("r", "user21", ""); refused {
+		t.Fatal("a relay's 21st user refused")
+	}
+	for i := 0; i < 5; i++ {
+		g.AfterLogin("r", "alice", "", "static", false, nil, 0)
+	}
+	if _, refused := g.BeforeLogin("r", "alice", ""); !refused {
+		t.Fatal("per-user limit does not hold for a relay")
+	}
+}

@@ -13,7 +13,6 @@ import (
 	"io"
 	"log/slog"
 	"mime"
-	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"sks/authn"
+	"sks/clientaddr"
 	"sks/httpcred"
 	"sks/realms"
 	"sks/tokens"
@@ -40,8 +40,16 @@ type Options struct {
 	Realms *realms.Router
 	Logger *slog.Logger
 	// AllowLoopbackAdmin lets loopback callers use admin endpoints without a
-	// credential (RCloud on the same host calls /stored_token so).
+	// credential (RCloud on the same host calls /stored_token so). It does
+	// not apply while Clients trusts a proxy, nor to requests that carry
+	// X-Forwarded-For or Forwarded.
 	AllowLoopbackAdmin bool
+	// Clients finds the client behind trusted proxies ([http]
+	// trusted_proxies); nil trusts none.
+	Clients *clientaddr.Resolver
+	// Relays are, per realm ("*" for realms without an entry), the
+	// addresses whose logins are limited per user only.
+	Relays map[string][]netip.Prefix
 	// AdminToken, if non-empty, is accepted as "Authorization: Bearer <it>".
 	AdminToken string
 	// AdminChecks are further admin credentials (client certificates, master
@@ -65,10 +73,12 @@ type Options struct {
 // server importing them. Every field is optional.
 type Hooks struct {
 	// BeforeLogin may refuse a login attempt (brute-force protection); it
-	// returns how long the client should wait.
-	BeforeLogin func(realm, user, client string) (retryAfter time.Duration, refused bool)
+	// returns how long the client should wait. relay reports a caller that
+	// logs many users in from one address (a realm's relays, or an admin
+	// credential): limit it per user only.
+	BeforeLogin func(realm, user, client string, relay bool) (retryAfter time.Duration, refused bool)
 	// AfterLogin reports the result of a login attempt that reached a module.
-	AfterLogin func(realm, user, client, module string, ok bool, err error, took time.Duration)
+	AfterLogin func(realm, user, client string, relay bool, module string, ok bool, err error, took time.Duration)
 	// Event reports token and group events: issue, supersede, replace,
 	// revoke, gen_key, create_group, mod_group, stored. It may return an
 	// error to fail the request (an audit log that cannot be written).
@@ -208,7 +218,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q.realm = realm
-	q.client = clientAddr(r)
+	if q.client, ok = s.clientOf(&q); !ok {
+		return
+	}
 	switch r.URL.Path {
 	case "/valid":
 		s.valid(&q)
@@ -442,7 +454,7 @@ func (s *Server) authToken(q *request, legacy bool) {
 		return
 	}
 	moduleName, _ := q.p.get("module")
-	res := s.doLogin(q.r.Context(), q.realm, moduleName, user, pwd, q.client, legacy)
+	res := s.doLogin(q.r.Context(), q.realm, moduleName, user, pwd, q.client, legacy, s.credentialRelay(q))
 	if res.retryAfter > 0 {
 		q.w.Header().Set("Retry-After", strconv.Itoa(res.retryAfter))
 	}
@@ -476,11 +488,13 @@ func (s *Server) Login(ctx context.Context, realm, module, user, pwd, client str
 	if user == "" || pwd == "" {
 		return "", "", http.StatusBadRequest
 	}
-	res := s.doLogin(ctx, realm, module, user, pwd, client, false)
+	res := s.doLogin(ctx, realm, module, user, pwd, client, false, false)
 	return res.token, res.identity, res.status
 }
 
-func (s *Server) doLogin(ctx context.Context, realm, moduleName, user, pwd, client string, legacy bool) loginResult {
+// doLogin logs in; relay is set for callers that presented an admin
+// credential (the realm's relay addresses are checked here).
+func (s *Server) doLogin(ctx context.Context, realm, moduleName, user, pwd, client string, legacy, relay bool) loginResult {
 	if authn.ValidUser(user) != nil {
 		return loginResult{status: http.StatusBadRequest, body: "ERR: invalid user\n"}
 	}
@@ -492,8 +506,9 @@ func (s *Server) doLogin(ctx context.Context, realm, moduleName, user, pwd, clie
 	} else if moduleName != "" && !authn.Printable(moduleName, 64) {
 		return loginResult{status: http.StatusBadRequest, body: "ERR: invalid module\n"}
 	}
+	relay = relay || s.relayAddr(realm, client)
 	if h := s.o.Hooks.BeforeLogin; h != nil {
-		if wait, refused := h(realm, user, client); refused {
+		if wait, refused := h(realm, user, client, relay); refused {
 			secs := int(wait.Round(time.Second) / time.Second)
 			if secs < 1 {
 				secs = 1
@@ -509,13 +524,13 @@ func (s *Server) doLogin(ctx context.Context, realm, moduleName, user, pwd, clie
 	}
 	if err != nil {
 		log.Info("login refused", "module", moduleName, "reason", err.Error())
-		s.afterLogin(realm, client, user, moduleName, false, nil, 0)
+		s.afterLogin(realm, client, relay, user, moduleName, false, nil, 0)
 		return forbidden
 	}
 	start := time.Now()
 	id, ok, err := s.login(ctx, module, user, pwd)
 	took := time.Since(start)
-	s.afterLogin(realm, client, user, strings.TrimPrefix(source, "auth/"), ok, err, took)
+	s.afterLogin(realm, client, relay, user, strings.TrimPrefix(source, "auth/"), ok, err, took)
 	if err != nil {
 		log.Warn("login backend failed", "source", source, "err", err)
 		return loginResult{status: http.StatusServiceUnavailable, body: "ERR: authentication backend unavailable\n"}
@@ -548,9 +563,9 @@ func (s *Server) doLogin(ctx context.Context, realm, moduleName, user, pwd, clie
 	return loginResult{status: http.StatusOK, token: tok, identity: identity}
 }
 
-func (s *Server) afterLogin(realm, client, user, module string, ok bool, err error, took time.Duration) {
+func (s *Server) afterLogin(realm, client string, relay bool, user, module string, ok bool, err error, took time.Duration) {
 	if h := s.o.Hooks.AfterLogin; h != nil {
-		h(realm, user, client, module, ok, err, took)
+		h(realm, user, client, relay, module, ok, err, took)
 	}
 }
 
@@ -567,8 +582,21 @@ func (s *Server) login(ctx context.Context, m authn.Module, user, pwd string) (a
 	return m.Login(ctx, user, pwd)
 }
 
-// isAdmin reports whether the caller may use admin endpoints.
+// isAdmin reports whether the caller may use admin endpoints: an admin
+// credential, or (with AllowLoopbackAdmin) a local caller.
 func (s *Server) isAdmin(q *request) (string, bool) {
+	if who, ok := s.adminCredential(q); ok {
+		return who, true
+	}
+	if s.o.AllowLoopbackAdmin && s.o.Clients.LocalCaller(q.r) {
+		return "loopback", true
+	}
+	return "", false
+}
+
+// adminCredential reports whether the request presents an admin
+// credential (admin token, master token, HMAC API key, client certificate).
+func (s *Server) adminCredential(q *request) (string, bool) {
 	if s.o.AdminToken != "" {
 		if tok, ok := httpcred.Bearer(q.r); ok {
 			sum := sha256.Sum256([]byte(tok))
@@ -581,9 +609,6 @@ func (s *Server) isAdmin(q *request) (string, bool) {
 		if who, ok := check(q.r); ok {
 			return who, true
 		}
-	}
-	if s.o.AllowLoopbackAdmin && isLoopback(q.r) {
-		return "loopback", true
 	}
 	return "", false
 }
@@ -814,20 +839,6 @@ func (s *Server) groupHash(q *request) {
 	h.Write([]byte{'\n'})
 	h.Write(key)
 	reply(q.w, http.StatusOK, hex.EncodeToString(h.Sum(nil))+"\n")
-}
-
-// clientAddr is the peer's IP address as text.
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
-func isLoopback(r *http.Request) bool {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	return err == nil && ap.Addr().Unmap().IsLoopback()
 }
 
 // statusWriter records the status for the Request hook.

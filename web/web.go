@@ -13,11 +13,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 
+	"sks/clientaddr"
 	"sks/conf"
 	"sks/httpcred"
 	"sks/tokens"
@@ -41,6 +42,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Key signs CSRF tokens; empty makes a random per-process key.
 	Key []byte
+	// Clients finds the client behind trusted proxies and says which
+	// peers are trusted to send X-SKS-Realm; nil trusts none.
+	Clients *clientaddr.Resolver
 }
 
 // Handler serves the web endpoints.
@@ -50,6 +54,8 @@ type Handler struct {
 	log     *slog.Logger
 	key     []byte
 	allowed map[string]bool
+	// cop refuses cross-origin POSTs (CSRF) before any state changes.
+	cop *http.CrossOriginProtection
 }
 
 // New checks o and returns a Handler.
@@ -75,25 +81,48 @@ func New(o Options) (*Handler, error) {
 	for _, host := range cfg.AllowedReturnHosts {
 		h.allowed[strings.ToLower(host)] = true
 	}
+	h.cop = http.NewCrossOriginProtection()
+	for _, o := range cfg.TrustedOrigins {
+		if err := h.cop.AddTrustedOrigin(o); err != nil {
+			return nil, fmt.Errorf("web: trusted_origins: %w", err)
+		}
+	}
+	h.cop.SetDenyHandler(http.HandlerFunc(h.crossOrigin))
 	return h, nil
 }
 
+// crossOrigin answers a state-changing request that a browser sent from
+// another origin (CSRF): nothing has been done.
+func (h *Handler) crossOrigin(w http.ResponseWriter, r *http.Request) {
+	h.log.Info("cross-origin request refused", "path", r.URL.Path, "origin", r.Header.Get("Origin"),
+		"sec_fetch_site", r.Header.Get("Sec-Fetch-Site"), "client", h.clientAddr(r))
+	h.render(w, http.StatusForbidden, pageData{Title: "Refused", Error: "This request came from another site and was refused."})
+}
+
 // Paths maps each served path to its handler, for server.Options.Mount.
+// Every handler that changes state on POST is wrapped in SameOrigin.
 func (h *Handler) Paths() map[string]http.Handler {
 	return map[string]http.Handler{
 		"/forward_auth": http.HandlerFunc(h.ForwardAuth),
-		h.cfg.LoginPath: http.HandlerFunc(h.LoginPage),
-		"/logout":       http.HandlerFunc(h.Logout),
+		h.cfg.LoginPath: h.SameOrigin(http.HandlerFunc(h.LoginPage)),
+		"/logout":       h.SameOrigin(http.HandlerFunc(h.Logout)),
 	}
 }
 
+// SameOrigin refuses (403) unsafe requests (POST and the like) that a
+// browser sent from another origin, using Sec-Fetch-Site or else Origin
+// against Host (http.CrossOriginProtection); [web] trusted_origins are let
+// through. GET, HEAD and OPTIONS always pass, so they must not change state.
+func (h *Handler) SameOrigin(next http.Handler) http.Handler { return h.cop.Handler(next) }
+
 // realm returns the realm of r: the realm parameter, else the X-SKS-Realm
-// header, else the configured default.
+// header if a trusted proxy sent it ([http] trusted_proxies; a client could
+// send it too), else the configured default.
 func (h *Handler) realm(r *http.Request) string {
 	if v, ok := queryValue(r.URL.RawQuery, "realm"); ok && v != "" {
 		return v
 	}
-	if v := r.Header.Get("X-Sks-Realm"); v != "" {
+	if v := r.Header.Get("X-Sks-Realm"); v != "" && h.o.Clients.TrustedPeer(r) {
 		return v
 	}
 	return h.cfg.DefaultRealm
@@ -143,10 +172,5 @@ func short(tok string) string {
 	return hex.EncodeToString(s[:6])
 }
 
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
+// clientAddr is the client's address, behind trusted proxies too.
+func (h *Handler) clientAddr(r *http.Request) string { return h.o.Clients.Client(r) }
