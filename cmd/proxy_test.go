@@ -3,12 +3,14 @@ package cmd
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // post sends a form to the binary with extra headers and returns the status.
@@ -121,5 +123,26 @@ func TestLoopbackPrivilegesEndToEnd(t *testing.T) {
 		if resp.StatusCode != want {
 			t.Errorf("/metrics with %v: %d, want %d", h, resp.StatusCode, want)
 		}
+	}
+}
+
+// TestSmugglingRefusedByBinary (issue 12.8): Content-Length with chunked,
+// then a second request on the same connection: the binary answers 400
+// once and closes, leaving the second request unanswered.
+func TestSmugglingRefusedByBinary(t *testing.T) {
+	srv, _, _ := demoServer(t)
+	c, err := net.Dial("tcp", strings.TrimPrefix(srv, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "POST /auth_token HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	all, err := io.ReadAll(c) // ends when the server closes
+	if err != nil {
+		t.Fatalf("reading until the server closes: %v", err)
+	}
+	if n := strings.Count(string(all), "HTTP/1.1 "); n != 1 || !strings.HasPrefix(string(all), "HTTP/1.1 400 ") {
+		t.Fatalf("got %d answers:\n%s", n, all)
 	}
 }

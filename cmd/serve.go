@@ -354,6 +354,7 @@ func Serve(ctx context.Context, cfg *conf.Config, stdout io.Writer, log *slog.Lo
 		srv.TLSConfig = loader.Config()
 		go loader.Watch(ctx, 0)
 	}
+	ln = server.StrictFraming(srv, ln, loader != nil, log)
 	errc := make(chan error, 1)
 	go func() {
 		if loader != nil {
