@@ -24,6 +24,8 @@ const webConfig = `
 enabled = true
 default_realm = "demo"
 allowed_return_hosts = ["127.0.0.1"]
+[http]
+trusted_proxies = ["127.0.0.1"]
 `
 
 // nginxConf protects /app/ with auth_request against sks's /forward_auth,
@@ -63,6 +65,8 @@ http {
         }
         location / {
             proxy_pass http://sks;
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         }
     }
     # The protected application: it answers the identity nginx passed on.
@@ -203,5 +207,47 @@ func TestLoginFlowBehindNginx(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 401 {
 		t.Fatalf("after logout: got %d, want 401", resp.StatusCode)
+	}
+}
+
+// TestCrossOriginLogoutBehindNginx (issue 12.11): through nginx, a logout
+// posted from another site's page (Origin only, as older browsers send)
+// leaves the session alone; the same from this site signs out.
+func TestCrossOriginLogoutBehindNginx(t *testing.T) {
+	testrig.Require(t, "nginx")
+	sks := testrig.StartSKS(t, webConfig)
+	front := startNginx(t, sks.Addr)
+	c, err := client.New(sks.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	sess, err := c.Login(ctx, "demo", "demo", sks.DemoPassword, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logout := func(origin string) int {
+		req, _ := http.NewRequest("POST", front+"/logout", strings.NewReader("realm=demo"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", origin)
+		req.AddCookie(&http.Cookie{Name: "sks_token", Value: sess.Token})
+		resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := logout("https://evil.example"); code != http.StatusForbidden {
+		t.Fatalf("cross-origin logout: %d, want 403", code)
+	}
+	if id, err := c.Valid(ctx, "demo", sess.Token); err != nil || id.Status != client.Valid {
+		t.Fatalf("after a cross-origin logout: %+v %v, want the session still current", id, err)
+	}
+	if code := logout(front); code != http.StatusSeeOther {
+		t.Fatalf("same-origin logout: %d, want 303", code)
+	}
+	if id, _ := c.Valid(ctx, "demo", sess.Token); id.Status == client.Valid {
+		t.Fatal("same-origin logout left the session current")
 	}
 }
