@@ -10,6 +10,7 @@ package clientaddr
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -108,14 +109,27 @@ func Forwarded(req *http.Request) bool {
 // request whose RemoteAddr is not an address (never from net/http's
 // server) gives RemoteAddr itself.
 func (r *Resolver) Client(req *http.Request) string {
-	peer, ok := Peer(req)
-	if !ok {
-		return req.RemoteAddr
+	if r.Configured() {
+		if peer, ok := Peer(req); ok && Contains(r.trusted, peer) {
+			return r.Rightmost(req.Header["X-Forwarded-For"], peer).String()
+		}
 	}
-	if !r.Configured() || !Contains(r.trusted, peer) {
-		return peer.String()
+	return peerText(req)
+}
+
+// peerText is the peer's address as text, a substring of RemoteAddr where
+// possible (no allocation on the hot path).
+func peerText(req *http.Request) string {
+	host, _, err := net.SplitHostPort(req.RemoteAddr)
+	if err != nil {
+		host = req.RemoteAddr
 	}
-	return r.Rightmost(req.Header["X-Forwarded-For"], peer).String()
+	if strings.HasPrefix(host, "::ffff:") || strings.IndexByte(host, '%') >= 0 {
+		if a, err := netip.ParseAddr(host); err == nil {
+			return a.Unmap().WithZone("").String()
+		}
+	}
+	return host
 }
 
 // Rightmost walks X-Forwarded-For values (each a comma-separated list;

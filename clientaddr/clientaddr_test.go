@@ -132,3 +132,16 @@ func FuzzRightmost(f *testing.F) {
 		}
 	})
 }
+
+func TestClientWithoutProxyAllocatesNothing(t *testing.T) {
+	var r *Resolver
+	req := httptest.NewRequest("GET", "/", nil)
+	req.RemoteAddr = "192.0.2.7:4431"
+	if n := testing.AllocsPerRun(100, func() { _ = r.Client(req) }); n != 0 {
+		t.Errorf("%v allocations", n)
+	}
+	req.RemoteAddr = "[::ffff:192.0.2.7]:4431"
+	if got := r.Client(req); got != "192.0.2.7" {
+		t.Errorf("mapped peer: %q", got)
+	}
+}
