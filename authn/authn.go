@@ -36,6 +36,15 @@ type Module interface {
 	Login(ctx context.Context, user, password string) (Identity, bool, error)
 }
 
+// Canonicalizer is implemented by modules that accept several spellings of
+// one account beyond case and Unicode compatibility forms (which the
+// brute-force guard folds itself): Kerberos takes "alice" and
+// "alice@DEFAULT.REALM" for one principal. CanonicalUser returns the one
+// spelling that failures are counted against; it must not fail.
+type Canonicalizer interface {
+	CanonicalUser(user string) string
+}
+
 // ErrUnavailable marks errors that mean the backend could not be reached or
 // did not answer in time. Modules wrap it so callers can classify with errors.Is.
 var ErrUnavailable = errors.New("login backend unavailable")
