@@ -20,12 +20,9 @@ import (
 	"log/slog"
 	"net/netip"
 	"strconv"
-	"strings"
 	"time"
-	"unicode"
 
-	"golang.org/x/text/cases"
-	"golang.org/x/text/unicode/norm"
+	"sks/authn"
 )
 
 // Limits are the thresholds of one realm. A zero field means "inherit the
@@ -185,19 +182,13 @@ func (g *Guard) limits(realm string) Limits {
 	return g.c.Default
 }
 
-var folder = cases.Fold()
-
-// NormalizeUser is the account key of a user name: surrounding white space
-// trimmed, Unicode compatibility forms folded (NFKC: fullwidth "ｂｏｂ" is
-// "bob") and case folded, so that every spelling a directory may accept for
-// one account shares one counter. Module-specific forms (a Kerberos
-// principal with the default realm) are folded by the server before.
-func NormalizeUser(user string) string {
-	s := strings.TrimFunc(user, unicode.IsSpace)
-	s = norm.NFKC.String(s)
-	s = folder.String(s)
-	return norm.NFKC.String(s)
-}
+// NormalizeUser is the account key of a user name, authn.FoldUser:
+// surrounding white space trimmed, Unicode compatibility forms folded
+// (NFKC: fullwidth "ｂｏｂ" is "bob") and case folded, so that every spelling
+// a directory may accept for one account shares one counter.
+// Module-specific forms (a Kerberos principal with the default realm) are
+// folded by the server before.
+func NormalizeUser(user string) string { return authn.FoldUser(user) }
 
 // NormalizeAddr returns the counting key of a client address: IPv4 as is,
 // IPv6 reduced to its /64, since one host usually owns a whole /64.
