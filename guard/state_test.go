@@ -263,3 +263,30 @@ func TestBadgerRestartKeepsBan(t *testing.T) {
 		t.Error("after the second restart: bob's ban was forgotten")
 	}
 }
+
+// TestConcurrentAttemptsBoundedPerAddress: 200 parallel attempts from one
+// address, each for another user, reach the backend at most
+// address_failures (20) times.
+func TestConcurrentAttemptsBoundedPerAddress(t *testing.T) {
+	g := guard.New(guard.Config{Sleep: func(time.Duration) {}})
+	var checks atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range 200 {
+		u := "user" + strconv.Itoa(i)
+		wg.Go(func() {
+			<-start
+			if _, no, _ := g.BeforeLogin(context.Background(), "r", u, "2001:db8::"+strconv.Itoa(i%50+1)); no {
+				return
+			}
+			checks.Add(1)
+			time.Sleep(2 * time.Millisecond)
+			g.AfterLogin("r", u, "2001:db8::"+strconv.Itoa(i%50+1), "fake", false, nil, 0)
+		})
+	}
+	close(start)
+	wg.Wait()
+	if n := checks.Load(); n > 20 || n < 1 {
+		t.Fatalf("200 parallel attempts from one /64: %d reached the backend, want at most 20", n)
+	}
+}
