@@ -1,11 +1,17 @@
 package server_test
 
 import (
+	"context"
+	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"sks/authn"
 	"sks/authn/krb5"
 	"sks/authn/ldap"
 	"sks/conf"
@@ -99,5 +105,54 @@ func TestLockoutKeyedOnTheAccountKerberos(t *testing.T) {
 	// Another principal is not affected.
 	if a := loginAs(t, e, "K", "bob@"+testrig.KrbRealm, testrig.KrbBobPW); a.status != 200 {
 		t.Errorf("bob: %d %q, want 200", a.status, a.body)
+	}
+}
+
+// countingModule counts the password checks that reach a real module.
+type countingModule struct {
+	authn.Module
+	n atomic.Int64
+}
+
+func (c *countingModule) Login(ctx context.Context, user, pw string) (authn.Identity, bool, error) {
+	c.n.Add(1)
+	return c.Module.Login(ctx, user, pw)
+}
+
+// TestParallelGuessesBoundedLDAP: 150 wrong passwords for bob at once
+// against a real slapd reach it at most 5 times; bob's right password is
+// refused afterwards.
+func TestParallelGuessesBoundedLDAP(t *testing.T) {
+	testrig.Require(t, "slapd", "slapadd", "ldapadd", "ldapsearch")
+	s := testrig.StartSlapd(t, t.TempDir())
+	m, err := ldap.Open(ldap.Config{URLs: []string{s.PlainURL()}, BindDN: testrig.LDAPReaderDN, BindPassword: testrig.LDAPReaderPW,
+		BaseDN: testrig.LDAPSuffix, UserFilter: "(&(objectClass=posixAccount)(uid=%s))", Timeout: conf.Duration{Duration: 10 * time.Second}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	cm := &countingModule{Module: m}
+	e := spellingEnv(t, func(o *server.Options) { o.Realms.AddModule("L", cm) })
+	var wg sync.WaitGroup
+	var refused atomic.Int64
+	for i := range 150 {
+		wg.Go(func() {
+			resp, err := http.PostForm(e.url+"/auth_token", url.Values{"realm": {"r"}, "module": {"L"}, "user": {"bob"}, "pwd": {"guess" + strconv.Itoa(i)}})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode == 429 {
+				refused.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := cm.n.Load(); n > 5 || n < 1 || refused.Load() != 150-n {
+		t.Fatalf("150 parallel guesses: slapd asked %d times, %d refused; want at most 5 asked, the rest 429", n, refused.Load())
+	}
+	if a := loginAs(t, e, "L", "bob", testrig.LDAPBobPW); a.status != 429 {
+		t.Errorf("right password after the guesses: %d %q, want 429", a.status, a.body)
 	}
 }
