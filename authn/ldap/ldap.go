@@ -343,7 +343,9 @@ func (l *LDAP) onlyName() bool {
 // storedName is the identity's user name as the directory stores it: the
 // value of the naming attribute. A configured user_attribute must have one
 // value. A derived one may have several (uid: alice, uid: asmith): the one
-// that folds (authn.FoldUser) to the name typed is taken. An entry read
+// that folds (authn.FoldUser) to the name typed is taken; if the entry
+// shows none (the attribute is not readable), the name typed is kept if it
+// is NFKC, as when nothing says which attribute names the user.
 func (l *LDAP) storedName(entry *goldap.Entry, typed string) (string, bool) {
 	vals := entry.GetEqualFoldAttributeValues(l.nameAttr)
 	if !l.derived {
@@ -351,6 +353,9 @@ func (l *LDAP) storedName(entry *goldap.Entry, typed string) (string, bool) {
 			return "", false
 		}
 		return vals[0], true
+	}
+	if len(vals) == 0 {
+		return typed, authn.IsNFKC(typed)
 	}
 	var match []string
 	fold := authn.FoldUser(typed)
