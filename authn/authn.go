@@ -6,6 +6,10 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"unicode"
+
+	"golang.org/x/text/cases"
+	"golang.org/x/text/unicode/norm"
 )
 
 // Attr is one extra identity line, written as "name=value" after the source
@@ -34,6 +38,15 @@ type Identity struct {
 // look like a wrong password.
 type Module interface {
 	Login(ctx context.Context, user, password string) (Identity, bool, error)
+}
+
+// Canonicalizer is implemented by modules that accept several spellings of
+// one account beyond case and Unicode compatibility forms (which the
+// brute-force guard folds itself): Kerberos takes "alice" and
+// "alice@DEFAULT.REALM" for one principal. CanonicalUser returns the one
+// spelling that failures are counted against; it must not fail.
+type Canonicalizer interface {
+	CanonicalUser(user string) string
 }
 
 // ErrUnavailable marks errors that mean the backend could not be reached or
@@ -77,3 +90,23 @@ func Printable(s string, max int) bool {
 func ValidPassword(pw string) bool {
 	return pw != "" && len(pw) <= 4096 && !strings.ContainsRune(pw, 0)
 }
+
+var folder = cases.Fold()
+
+// FoldUser is the comparison form of a user name: surrounding white space
+// trimmed, Unicode compatibility forms folded (NFKC: fullwidth "ｂｏｂ" is
+// "bob", NFD "jose\u0301" is "josé") and case folded. Two names with one
+// FoldUser are, for a directory with case-insensitive matching, one
+// account: the brute-force guard counts them together and the LDAP module
+// picks the stored spelling by it.
+func FoldUser(user string) string {
+	s := strings.TrimFunc(user, unicode.IsSpace)
+	s = norm.NFKC.String(s)
+	s = folder.String(s)
+	return norm.NFKC.String(s)
+}
+
+// IsNFKC reports whether user is in Unicode normalization form KC. Modules
+// that cannot learn the stored spelling of a name refuse other forms, so
+// that one account cannot become several identities by its spelling.
+func IsNFKC(user string) bool { return norm.NFKC.IsNormalString(user) }

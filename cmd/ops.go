@@ -15,6 +15,7 @@ import (
 	"sks/guard"
 	"sks/metrics"
 	"sks/server"
+	"sks/tokens"
 )
 
 // ops holds the production-operation parts wired into the server: the
@@ -31,7 +32,11 @@ type ops struct {
 
 // setupOps builds the guard, audit log and metrics that cfg asks for and
 // sets the server hooks in opts. certNotAfter is nil without TLS.
-func setupOps(cfg *conf.Config, opts *server.Options, certNotAfter func() time.Time, log *slog.Logger) (*ops, error) {
+//
+// The guard's counts live where the tokens do: shared by every node in Redis
+// when the store is Redis, written through to badger (kept across restarts)
+// when the store is on disk, in memory otherwise.
+func setupOps(ctx context.Context, cfg *conf.Config, store tokens.Store, opts *server.Options, certNotAfter func() time.Time, log *slog.Logger) (*ops, error) {
 	o := &ops{log: log}
 	var err error
 	if cfg.Audit.Path != "" {
@@ -59,14 +64,25 @@ func setupOps(cfg *conf.Config, opts *server.Options, certNotAfter func() time.T
 				gc.Realms[name] = guard.Limits{UserFailures: r.UserFailures, Window: r.Window.Duration, Ban: r.Ban.Duration}
 			}
 		}
+		state, where, err := guardState(ctx, cfg, store)
+		if err != nil {
+			o.close()
+			return nil, err
+		}
+		gc.State = state
 		o.guard = guard.New(gc)
+		log.Debug("brute-force limits on", "state", where)
+		opts.Unban = func(ctx context.Context, realm, user, address string) (bool, error) {
+			if address != "" {
+				return o.guard.UnbanAddr(ctx, address)
+			}
+			return o.guard.Unban(ctx, realm, user)
+		}
 	}
 
 	h := &opts.Hooks
 	if o.guard != nil {
-		h.BeforeLogin = func(realm, user, client string, relay bool) (time.Duration, bool) {
-			return o.guard.BeforeLogin(realm, user, limitAddr(client, relay))
-		}
+		h.BeforeLogin = o.guard.LoginGate
 	}
 	h.AfterLogin = o.afterLogin
 	h.Event = o.event
@@ -95,6 +111,30 @@ func setupOps(cfg *conf.Config, opts *server.Options, certNotAfter func() time.T
 	return o, nil
 }
 
+// guardState picks the brute-force guard's state for the token store.
+func guardState(ctx context.Context, cfg *conf.Config, store tokens.Store) (guard.State, string, error) {
+	switch st := store.(type) {
+	case *tokens.Redis:
+		c, prefix, err := st.GuardClient()
+		if err != nil {
+			return nil, "", err
+		}
+		// An attempt of a node that dies mid-login stays counted at most
+		// this long.
+		return guard.NewRedis(c, prefix, 2*cfg.LoginTimeout.Duration+time.Minute), "redis", nil
+	case *tokens.Badger:
+		if cfg.DataDir == "" {
+			return nil, "memory", nil
+		}
+		m, err := guard.NewPersistentMemory(ctx, cfg.Limits.MaxEntries, st, time.Now())
+		if err != nil {
+			return nil, "", err
+		}
+		return m, "badger", nil
+	}
+	return nil, "memory", nil
+}
+
 // moduleNames are the module names that may appear as metric labels.
 func moduleNames(cfg *conf.Config) []string {
 	names := []string{"pam", "demo", "static", "ldap", "kerberos", "krb5"}
@@ -102,15 +142,6 @@ func moduleNames(cfg *conf.Config) []string {
 		names = append(names, n)
 	}
 	return names
-}
-
-// limitAddr is the address the guard counts: none for a relay, whose logins
-// are limited per user only.
-func limitAddr(client string, relay bool) string {
-	if relay {
-		return ""
-	}
-	return client
 }
 
 func (o *ops) afterLogin(realm, user, client string, relay bool, module string, ok bool, err error, took time.Duration) {
@@ -121,7 +152,7 @@ func (o *ops) afterLogin(realm, user, client string, relay bool, module string, 
 		o.metrics.Login(realm, user, client, module, ok, err, took)
 	}
 	if o.guard != nil {
-		o.guard.AfterLogin(realm, user, limitAddr(client, relay), module, ok, err, took) // may pad a failure: last
+		o.guard.LoginDone(realm, user, client, relay, module, ok, err, took) // may pad a failure: last
 	}
 }
 

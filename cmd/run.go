@@ -36,6 +36,7 @@ func commands() map[string]command {
 		"login":           {"log in (password asked on the terminal) and keep the session token", runLogin},
 		"logout":          {"revoke the kept session and delete it", runLogout},
 		"whoami":          {"check the kept session: YES, SUPERCEDED or NO and the identity", runWhoami},
+		"unban":           {"lift a brute-force ban of a user or an address (admin)", runUnban},
 	}
 }
 

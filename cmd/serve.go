@@ -328,7 +328,7 @@ func Serve(ctx context.Context, cfg *conf.Config, stdout io.Writer, log *slog.Lo
 	if loader != nil {
 		notAfter = loader.NotAfter
 	}
-	o, err := setupOps(cfg, &opts, notAfter, log)
+	o, err := setupOps(ctx, cfg, store, &opts, notAfter, log)
 	if err != nil {
 		return err
 	}

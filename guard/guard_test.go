@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -23,6 +24,14 @@ func newTestGuard(t *testing.T, c Config) (*Guard, *clock, *[]Ban) {
 	return New(c), clk, &bans
 }
 
+func before(g *Guard, realm, user, client string) (time.Duration, bool) {
+	wait, refused, err := g.BeforeLogin(context.Background(), realm, user, client)
+	if err != nil {
+		panic(err)
+	}
+	return wait, refused
+}
+
 func fail(g *Guard, realm, user, client string) {
 	g.AfterLogin(realm, user, client, "static", false, nil, 0)
 }
@@ -31,35 +40,35 @@ func TestUserBanReachedAndLifted(t *testing.T) {
 	g, clk, bans := newTestGuard(t, Config{})
 	for i := 0; i < 4; i++ {
 		fail(g, "r", "alice", fmt.Sprintf("10.0.0.%d", i))
-		if _, refused := g.BeforeLogin("r", "alice", "10.0.1.1"); refused {
+		if _, refused := before(g, "r", "alice", "10.0.1.1"); refused {
 			t.Fatalf("refused after %d failures, want allowed until 5", i+1)
 		}
 	}
 	fail(g, "r", "alice", "10.0.0.9")
-	wait, refused := g.BeforeLogin("r", "alice", "10.0.1.1")
+	wait, refused := before(g, "r", "alice", "10.0.1.1")
 	if !refused || wait != 15*time.Minute {
 		t.Fatalf("after 5 failures: refused=%v wait=%v, want true 15m", refused, wait)
 	}
 	if len(*bans) != 1 || (*bans)[0].Reason != "user" || (*bans)[0].User != "alice" {
 		t.Fatalf("bans = %+v, want one user ban of alice", *bans)
 	}
-	if _, refused := g.BeforeLogin("other", "alice", "10.0.1.1"); refused {
+	if _, refused := before(g, "other", "alice", "10.0.1.1"); refused {
 		t.Error("alice refused in another realm")
 	}
-	if _, refused := g.BeforeLogin("r", "bob", "10.0.1.1"); refused {
+	if _, refused := before(g, "r", "bob", "10.0.1.1"); refused {
 		t.Error("bob refused")
 	}
 	clk.advance(10 * time.Minute)
-	if wait, _ := g.BeforeLogin("r", "alice", "x"); wait != 5*time.Minute {
+	if wait, _ := before(g, "r", "alice", "x"); wait != 5*time.Minute {
 		t.Errorf("retry after = %v, want 5m", wait)
 	}
 	clk.advance(5 * time.Minute)
-	if _, refused := g.BeforeLogin("r", "alice", "x"); refused {
+	if _, refused := before(g, "r", "alice", "x"); refused {
 		t.Error("still refused after the ban time")
 	}
 	// After the ban the count starts again from zero.
 	fail(g, "r", "alice", "10.0.0.1")
-	if _, refused := g.BeforeLogin("r", "alice", "x"); refused {
+	if _, refused := before(g, "r", "alice", "x"); refused {
 		t.Error("refused after one failure following a lifted ban")
 	}
 }
@@ -71,7 +80,7 @@ func TestWindowExpires(t *testing.T) {
 	}
 	clk.advance(16 * time.Minute)
 	fail(g, "r", "alice", "10.0.0.1")
-	if _, refused := g.BeforeLogin("r", "alice", "10.0.0.1"); refused {
+	if _, refused := before(g, "r", "alice", "10.0.0.1"); refused {
 		t.Error("failures outside the window were counted")
 	}
 }
@@ -86,7 +95,7 @@ func TestSuccessAndErrorsNotCounted(t *testing.T) {
 	}
 	g.AfterLogin("r", "alice", "10.0.0.1", "ldap", true, nil, 0)
 	fail(g, "r", "alice", "10.0.0.1")
-	if _, refused := g.BeforeLogin("r", "alice", "10.0.0.1"); refused {
+	if _, refused := before(g, "r", "alice", "10.0.0.1"); refused {
 		t.Error("refused: backend errors were counted or a success did not reset the count")
 	}
 }
@@ -97,7 +106,7 @@ func TestNormalization(t *testing.T) {
 		fail(g, "r", u, "10.0.0.1")
 	}
 	for _, u := range []string{"alice", "ALICE", " Alice "} {
-		if _, refused := g.BeforeLogin("r", u, "10.9.9.9"); !refused {
+		if _, refused := before(g, "r", u, "10.9.9.9"); !refused {
 			t.Errorf("%q not refused after 5 failures under case/space variants", u)
 		}
 	}
@@ -108,10 +117,10 @@ func TestAddressBan(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		fail(g, fmt.Sprintf("realm%d", i%3), fmt.Sprintf("user%d", i), "192.0.2.7")
 	}
-	if _, refused := g.BeforeLogin("r", "fresh", "192.0.2.7"); !refused {
+	if _, refused := before(g, "r", "fresh", "192.0.2.7"); !refused {
 		t.Fatal("address not refused after 20 failures")
 	}
-	if _, refused := g.BeforeLogin("r", "fresh", "192.0.2.8"); refused {
+	if _, refused := before(g, "r", "fresh", "192.0.2.8"); refused {
 		t.Error("another address refused")
 	}
 	if n := len(*bans); n != 1 || (*bans)[0].Reason != "address" {
@@ -121,7 +130,7 @@ func TestAddressBan(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		fail(g, "r", fmt.Sprintf("v6user%d", i), fmt.Sprintf("2001:db8::%x", i+1))
 	}
-	if _, refused := g.BeforeLogin("r", "x", "2001:db8::ffff:1"); !refused {
+	if _, refused := before(g, "r", "x", "2001:db8::ffff:1"); !refused {
 		t.Error("IPv6 /64 not refused")
 	}
 }
@@ -130,12 +139,12 @@ func TestPerRealmOverride(t *testing.T) {
 	g, _, _ := newTestGuard(t, Config{Realms: map[string]Limits{"strict": {UserFailures: 2}}})
 	fail(g, "strict", "a", "10.0.0.1")
 	fail(g, "strict", "a", "10.0.0.1")
-	if _, refused := g.BeforeLogin("strict", "a", "10.0.0.2"); !refused {
+	if _, refused := before(g, "strict", "a", "10.0.0.2"); !refused {
 		t.Error("override of 2 failures not applied")
 	}
 	fail(g, "lax", "a", "10.0.0.1")
 	fail(g, "lax", "a", "10.0.0.1")
-	if _, refused := g.BeforeLogin("lax", "a", "10.0.0.2"); refused {
+	if _, refused := before(g, "lax", "a", "10.0.0.2"); refused {
 		t.Error("override leaked into another realm")
 	}
 }
@@ -168,16 +177,25 @@ func TestMinFailureLatency(t *testing.T) {
 // ban an address, however many users fail.
 func TestEmptyClientCountsPerUserOnly(t *testing.T) {
 	g := New(Config{Default: Limits{UserFailures: 5, AddrFailures: 3}})
-	for i := 0; i < 20; i++ {
-		g.AfterLogin("r", fmt.Sprintf("user%d", i), "", "static", false, nil, 0)
+	ctx := context.Background()
+	fail := func(user string) {
+		t.Helper()
+		if _, refused, err := g.LoginGate(ctx, "r", user, "192.0.2.10", true); refused || err != nil {
+			t.Fatalf("%s: refused %v, err %v", user, refused, err)
+		}
+		g.LoginDone("r", user, "192.0.2.10", true, "static", false, nil, 0)
 	}
-	if _, refused := g.BeforeLogin("r", "user21", ""); refused {
+	for i := 0; i < 20; i++ {
+		fail(fmt.Sprintf("user%d", i))
+	}
+	if _, refused, _ := g.LoginGate(ctx, "r", "user21", "192.0.2.10", true); refused {
 		t.Fatal("a relay's 21st user refused")
 	}
+	g.LoginDone("r", "user21", "192.0.2.10", true, "static", true, nil, 0)
 	for i := 0; i < 5; i++ {
-		g.AfterLogin("r", "alice", "", "static", false, nil, 0)
+		fail("alice")
 	}
-	if _, refused := g.BeforeLogin("r", "alice", ""); !refused {
+	if _, refused, _ := g.LoginGate(ctx, "r", "alice", "192.0.2.10", true); !refused {
 		t.Fatal("per-user limit does not hold for a relay")
 	}
 }

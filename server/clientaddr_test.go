@@ -25,11 +25,11 @@ type seen struct {
 
 func hooksInto(s *seen) func(*server.Options) {
 	return func(o *server.Options) {
-		o.Hooks.BeforeLogin = func(realm, user, client string, relay bool) (time.Duration, bool) {
+		o.Hooks.BeforeLogin = func(ctx context.Context, realm, user, client string, relay bool) (time.Duration, bool, error) {
 			s.mu.Lock()
 			s.client, s.relay = client, relay
 			s.mu.Unlock()
-			return 0, false
+			return 0, false, nil
 		}
 		o.Hooks.Event = func(ctx context.Context, e server.Event) error {
 			s.mu.Lock()
@@ -122,18 +122,8 @@ func TestClientAddressBehindProxies(t *testing.T) {
 func TestRelayDoesNotLockOutOthers(t *testing.T) {
 	withGuard := func(o *server.Options) {
 		g := guard.New(guard.Config{Default: guard.Limits{UserFailures: 5, AddrFailures: 20}})
-		addr := func(client string, relay bool) string {
-			if relay {
-				return ""
-			}
-			return client
-		}
-		o.Hooks.BeforeLogin = func(realm, user, client string, relay bool) (time.Duration, bool) {
-			return g.BeforeLogin(realm, user, addr(client, relay))
-		}
-		o.Hooks.AfterLogin = func(realm, user, client string, relay bool, module string, ok bool, err error, took time.Duration) {
-			g.AfterLogin(realm, user, addr(client, relay), module, ok, err, took)
-		}
+		o.Hooks.BeforeLogin = g.LoginGate
+		o.Hooks.AfterLogin = g.LoginDone
 		o.Relays = map[string][]netip.Prefix{"*": {netip.MustParsePrefix("192.0.2.10/32")}}
 	}
 	e := newEnv(t, cfgFake, withGuard)

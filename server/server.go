@@ -67,17 +67,26 @@ type Options struct {
 	SessionJWT func(sub, realm, source, sid string, roles []string) (string, time.Time, error)
 	// Hooks observe events (metrics, audit, brute-force protection).
 	Hooks Hooks
+	// Unban, if set, serves the admin endpoint POST /unban: it lifts the
+	// ban of user in realm (address empty) or of a client address (user
+	// empty) and forgets its failures; found reports whether there was any.
+	Unban func(ctx context.Context, realm, user, address string) (found bool, err error)
 }
 
 // Hooks lets other packages observe and gate the protocol without the
 // server importing them. Every field is optional.
 type Hooks struct {
-	// BeforeLogin may refuse a login attempt (brute-force protection); it
-	// returns how long the client should wait. relay reports a caller that
-	// logs many users in from one address (a realm's relays, or an admin
-	// credential): limit it per user only.
-	BeforeLogin func(realm, user, client string, relay bool) (retryAfter time.Duration, refused bool)
-	// AfterLogin reports the result of a login attempt that reached a module.
+	// BeforeLogin reserves a login attempt before any module is asked
+	// (brute-force protection: attempts in flight count), or refuses it
+	// and returns how long the client should wait. An error (the shared
+	// state is unreachable) answers 503. user is the account's canonical
+	// spelling as the module defines it (authn.Canonicalizer). relay
+	// reports a caller that logs many users in from one address (a realm's
+	// relays, or an admin credential): limit it per user only.
+	BeforeLogin func(ctx context.Context, realm, user, client string, relay bool) (retryAfter time.Duration, refused bool, err error)
+	// AfterLogin reports the result of a login attempt that BeforeLogin let
+	// through, exactly once per such attempt, with the same realm, user,
+	// client and relay: it settles the reservation.
 	AfterLogin func(realm, user, client string, relay bool, module string, ok bool, err error, took time.Duration)
 	// Event reports token and group events: issue, supersede, replace,
 	// revoke, gen_key, create_group, mod_group, stored. It may return an
@@ -203,6 +212,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			reply(w, http.StatusBadRequest, "ERR: "+err.Error()+"\n")
 			return
 		}
+	}
+	if r.URL.Path == "/unban" {
+		var ok bool
+		if q.client, ok = s.clientOf(&q); !ok {
+			return
+		}
+		s.unban(&q, isForm)
+		return
 	}
 	realm, ok := q.p.get("realm")
 	if !ok {
@@ -507,8 +524,26 @@ func (s *Server) doLogin(ctx context.Context, realm, moduleName, user, pwd, clie
 		return loginResult{status: http.StatusBadRequest, body: "ERR: invalid module\n"}
 	}
 	relay = relay || s.relayAddr(realm, client)
+	log := s.log.With("realm", realm, "user", user, "client", client)
+	forbidden := loginResult{status: http.StatusForbidden}
+	module, source, rerr := s.o.Realms.Resolve(realm, moduleName)
+	if legacy {
+		source = "pam"
+	}
+	// The account's canonical name keys the brute-force counts, so that
+	// "alice@REALM" and "alice" share one (the guard folds case and
+	// Unicode compatibility forms on top).
+	account := user
+	if c, ok := module.(authn.Canonicalizer); ok && rerr == nil {
+		account = c.CanonicalUser(user)
+	}
 	if h := s.o.Hooks.BeforeLogin; h != nil {
-		if wait, refused := h(realm, user, client, relay); refused {
+		wait, refused, err := h(ctx, realm, account, client, relay)
+		if err != nil {
+			log.Warn("login refused: brute-force state unavailable", "err", err)
+			return loginResult{status: http.StatusServiceUnavailable, body: "ERR: authentication backend unavailable\n"}
+		}
+		if refused {
 			secs := int(wait.Round(time.Second) / time.Second)
 			if secs < 1 {
 				secs = 1
@@ -516,21 +551,22 @@ func (s *Server) doLogin(ctx context.Context, realm, moduleName, user, pwd, clie
 			return loginResult{status: http.StatusTooManyRequests, body: "ERR: too many failed logins, retry later\n", retryAfter: secs}
 		}
 	}
-	log := s.log.With("realm", realm, "user", user, "client", client)
-	forbidden := loginResult{status: http.StatusForbidden}
-	module, source, err := s.o.Realms.Resolve(realm, moduleName)
-	if legacy {
-		source = "pam"
-	}
-	if err != nil {
-		log.Info("login refused", "module", moduleName, "reason", err.Error())
-		s.afterLogin(realm, client, relay, user, moduleName, false, nil, 0)
+	if rerr != nil {
+		log.Info("login refused", "module", moduleName, "reason", rerr.Error())
+		s.afterLogin(realm, client, relay, account, moduleName, false, nil, 0)
 		return forbidden
 	}
 	start := time.Now()
+	settled := false
+	defer func() {
+		if !settled { // the module panicked: give the reservation back
+			s.afterLogin(realm, client, relay, account, strings.TrimPrefix(source, "auth/"), false, errors.New("login module panicked"), time.Since(start))
+		}
+	}()
 	id, ok, err := s.login(ctx, module, user, pwd)
 	took := time.Since(start)
-	s.afterLogin(realm, client, relay, user, strings.TrimPrefix(source, "auth/"), ok, err, took)
+	settled = true
+	s.afterLogin(realm, client, relay, account, strings.TrimPrefix(source, "auth/"), ok, err, took)
 	if err != nil {
 		log.Warn("login backend failed", "source", source, "err", err)
 		return loginResult{status: http.StatusServiceUnavailable, body: "ERR: authentication backend unavailable\n"}
@@ -653,6 +689,82 @@ func (s *Server) storedToken(q *request) {
 		return
 	}
 	replyParts(q.w, http.StatusOK, tok, "\n", identity)
+}
+
+// unban lifts a brute-force ban: POST /unban with realm and user, or with
+// address. Admin callers only; audited.
+func (s *Server) unban(q *request, isForm bool) {
+	if s.o.Unban == nil {
+		reply(q.w, http.StatusNotFound, "ERR: brute-force protection is off ([limits])\n")
+		return
+	}
+	if q.r.Method != http.MethodPost || !isForm {
+		q.w.Header().Set("Allow", http.MethodPost)
+		reply(q.w, http.StatusMethodNotAllowed, "ERR: unban takes a form POST\n")
+		return
+	}
+	who, ok := s.isAdmin(q)
+	if !ok {
+		s.log.Warn("unban refused: no admin credential", "client", q.client)
+		reply(q.w, http.StatusForbidden, "ERR: admin credential required\n")
+		return
+	}
+	realm, _ := q.p.get("realm")
+	user, hasUser := q.p.get("user")
+	addr, hasAddr := q.p.get("address")
+	var ev Event
+	switch {
+	case hasUser && hasAddr:
+		reply(q.w, http.StatusBadRequest, "ERR: give user or address, not both\n")
+		return
+	case hasUser:
+		if !authn.Printable(realm, 256) {
+			reply(q.w, http.StatusBadRequest, "ERR: missing or invalid realm\n")
+			return
+		}
+		if authn.ValidUser(user) != nil {
+			reply(q.w, http.StatusBadRequest, "ERR: invalid user\n")
+			return
+		}
+		// The ban is keyed on the account as the realm's default module
+		// spells it (a Kerberos principal without the default realm).
+		if m, _, err := s.o.Realms.Resolve(realm, ""); err == nil {
+			if c, ok := m.(authn.Canonicalizer); ok {
+				user = c.CanonicalUser(user)
+			}
+		}
+		ev = Event{Kind: "unban", Realm: realm, User: user, Detail: "by=" + who}
+	case hasAddr:
+		a, err := netip.ParseAddr(addr)
+		if err != nil {
+			reply(q.w, http.StatusBadRequest, "ERR: invalid address\n")
+			return
+		}
+		addr = a.Unmap().String()
+		ev = Event{Kind: "unban", Realm: realm, Detail: "address=" + addr + " by=" + who}
+	default:
+		reply(q.w, http.StatusBadRequest, "ERR: missing user or address\n")
+		return
+	}
+	found, err := s.o.Unban(q.r.Context(), realm, user, addr)
+	if err != nil {
+		s.log.Error("unban failed", "realm", realm, "user", user, "address", addr, "err", err)
+		reply(q.w, http.StatusServiceUnavailable, "ERR: cannot lift the ban\n")
+		return
+	}
+	if !found {
+		ev.Detail += " found=false"
+	}
+	q.realm = realm
+	if !s.event(q, ev) {
+		return
+	}
+	s.log.Info("unban", "realm", realm, "user", user, "address", addr, "by", who, "found", found)
+	if !found {
+		reply(q.w, http.StatusOK, "NONE\n")
+		return
+	}
+	reply(q.w, http.StatusOK, "OK\n")
 }
 
 // current returns the record of a current token or answers 403 (400 for a

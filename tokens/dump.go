@@ -114,6 +114,9 @@ func (s *Badger) Dump(ctx context.Context, fn func(Entry) error) error {
 				return err
 			}
 			item := it.Item()
+			if isGuardBadgerKey(item.Key()) {
+				continue // login failures and bans stay with their node
+			}
 			v, err := item.ValueCopy(nil)
 			if err != nil {
 				return fmt.Errorf("cannot read store entry: %w", err)
@@ -300,6 +303,9 @@ func globEscape(s string) string {
 func (s *Redis) dumpKey(ctx context.Context, c redis.Cmdable, key string, fn func(Entry) error) error {
 	rest := strings.TrimPrefix(key, s.prefix)
 	bad := fmt.Errorf("cannot dump redis key %q: not an sks key", key)
+	if isGuardRedisKey(rest) {
+		return nil // login failures and bans are not migrated
+	}
 	var tagKind byte
 	switch {
 	case strings.HasPrefix(rest, "{r:"):

@@ -147,6 +147,8 @@ type Kerberos struct {
 	svcRealm   string
 }
 
+var _ authn.Canonicalizer = (*Kerberos)(nil)
+
 var _ authn.Module = (*Kerberos)(nil)
 
 // Open checks the configuration, krb5.conf and keytab and returns a ready
@@ -383,6 +385,18 @@ func (k *Kerberos) Login(ctx context.Context, user, password string) (authn.Iden
 	}
 	log.Debug("login succeeded", "validated", k.kt != nil)
 	return authn.Identity{User: id}, true, nil
+}
+
+// CanonicalUser implements authn.Canonicalizer: a principal of the default
+// realm is its name alone whatever strip_realm says ("alice@EXAMPLE.ORG"
+// and "alice" are one principal, and one account for the brute-force
+// limits); other realms keep "@REALM". The realm is compared without
+// regard to case, so that no spelling of it escapes the count.
+func (k *Kerberos) CanonicalUser(user string) string {
+	if i := strings.LastIndexByte(user, '@'); i >= 0 && strings.EqualFold(user[i+1:], k.realm) {
+		return user[:i]
+	}
+	return user
 }
 
 // splitPrincipal splits "name[@REALM]" and checks the realm is allowed.

@@ -62,7 +62,11 @@ type Config struct {
 	UserFilter string `toml:"user_filter"`
 	// UserAttribute, if set, names the attribute of the user's entry whose
 	// (single) value becomes the identity's user name, so that "ALICE" and
-	// "alice" log in as the same identity. Empty keeps the name as typed.
+	// "alice" log in as the same identity. Empty derives it from UserFilter
+	// (the one attribute compared with %s) or UserDNTemplate (the attribute
+	// of its first RDN), taking the stored value that matches the name
+	// typed; where neither says, the name is kept as typed, names not in
+	// Unicode NFKC are refused, and Open logs a warning.
 	UserAttribute string `toml:"user_attribute"`
 
 	// Timeout bounds every dial and every request to a server. Default 5s.

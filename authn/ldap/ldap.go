@@ -38,6 +38,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -58,6 +59,12 @@ type LDAP struct {
 	pool      *pool
 	binds     *pool    // connections for user binds only
 	userAttrs []string // attributes read from the user's entry
+	// nameAttr is the attribute whose stored value is the identity's user
+	// name: user_attribute, else the attribute the user filter or the DN
+	// template's first RDN matches the name against; empty when neither
+	// says (the name is then kept as typed, and must be NFKC).
+	nameAttr string
+	derived  bool // nameAttr was derived, not configured
 }
 
 // Open checks cfg, reads its files (CA, client certificate, service password),
@@ -98,8 +105,19 @@ func Open(cfg Config, log *slog.Logger) (*LDAP, error) {
 	if cfg.GroupAttribute != "" {
 		l.userAttrs = append(l.userAttrs, cfg.GroupAttribute)
 	}
-	if cfg.UserAttribute != "" {
-		l.userAttrs = append(l.userAttrs, cfg.UserAttribute)
+	l.nameAttr = cfg.UserAttribute
+	if l.nameAttr == "" {
+		l.nameAttr = namingAttribute(cfg)
+		l.derived = l.nameAttr != ""
+	}
+	switch {
+	case l.derived:
+		log.Info("identity user name is read from the directory", "attribute", l.nameAttr)
+	case l.nameAttr == "":
+		log.Warn("identity user names are kept as typed, so \"ALICE\" and \"alice\" are two identities: set user_attribute; names not in Unicode NFKC are refused")
+	}
+	if l.nameAttr != "" {
+		l.userAttrs = append(l.userAttrs, l.nameAttr)
 	}
 	slices.Sort(l.userAttrs)
 	l.userAttrs = slices.Compact(l.userAttrs)
@@ -136,6 +154,12 @@ func (l *LDAP) Login(ctx context.Context, user, password string) (authn.Identity
 		l.log.Debug("login refused before bind: user name or password not acceptable", "user", user)
 		return authn.Identity{}, false, nil
 	}
+	if l.nameAttr == "" && !authn.IsNFKC(user) {
+		// The stored spelling cannot be learnt: one account must not become
+		// several identities by Unicode forms the directory matches alike.
+		l.log.Debug("login refused before bind: user name not in Unicode NFKC and no user_attribute", "user", user)
+		return authn.Identity{}, false, nil
+	}
 	for attempt := 0; ; attempt++ {
 		c, err := l.pool.get(ctx)
 		if err != nil {
@@ -165,8 +189,9 @@ func (l *LDAP) Login(ctx context.Context, user, password string) (authn.Identity
 // marked broken.
 func (l *LDAP) login(ctx context.Context, c *conn, user, password string) (authn.Identity, bool, error) {
 	var (
-		dn    string
-		entry *goldap.Entry
+		dn         string
+		entry      *goldap.Entry
+		unreadable bool // the user may not read its own entry (direct bind)
 	)
 	attrs := l.userAttrs
 	if len(attrs) == 0 {
@@ -249,22 +274,35 @@ func (l *LDAP) login(ctx context.Context, c *conn, user, password string) (authn
 		if err == nil && len(res.Entries) != 1 {
 			err = fmt.Errorf("%d entries", len(res.Entries))
 		}
-		if err != nil {
+		var oe *opError
+		switch {
+		case err != nil && l.derived && l.onlyName() && !errors.As(err, &oe):
+			// Nothing but the derived naming attribute was wanted and the
+			// directory will not show the user its own entry: keep the
+			// name as typed, if it is NFKC.
+			if !authn.IsNFKC(user) {
+				l.log.Warn("login refused: the user's entry is unreadable, so its stored name is unknown, and the name typed is not NFKC", "user", user, "dn", dn)
+				return authn.Identity{}, false, nil
+			}
+			l.log.Debug("user entry unreadable; identity is the name as typed", "dn", dn, "err", err)
+			unreadable, entry = true, &goldap.Entry{DN: dn}
+		case err != nil:
 			bc.broken = true
 			return authn.Identity{}, false, l.fail(bc, "user entry read", err)
+		default:
+			entry = res.Entries[0]
 		}
-		entry = res.Entries[0]
 	}
 
 	id := authn.Identity{User: user}
-	if l.cfg.UserAttribute != "" {
-		vals := entry.GetEqualFoldAttributeValues(l.cfg.UserAttribute)
-		if len(vals) != 1 || authn.ValidUser(vals[0]) != nil {
-			l.log.Warn("login failed: user_attribute is missing, multi-valued or not a valid user name",
-				"user", user, "dn", dn, "attribute", l.cfg.UserAttribute)
+	if l.nameAttr != "" && !unreadable {
+		name, ok := l.storedName(entry, user)
+		if !ok {
+			l.log.Warn("login failed: the naming attribute is missing, ambiguous or not a valid user name",
+				"user", user, "dn", dn, "attribute", l.nameAttr)
 			return authn.Identity{}, false, nil
 		}
-		id.User = vals[0]
+		id.User = name
 	}
 	id.Attrs = l.identityAttrs(entry, dn)
 	roles, err := l.roles(ctx, c, entry, dn)
@@ -294,6 +332,75 @@ func (l *LDAP) userBind(ctx context.Context, dn, password string) (*conn, error)
 		}
 		return bc, err
 	}
+}
+
+// onlyName reports whether the naming attribute is the only thing read
+// from the user's entry.
+func (l *LDAP) onlyName() bool {
+	return len(l.cfg.Attributes) == 0 && l.cfg.GroupAttribute == ""
+}
+
+// storedName is the identity's user name as the directory stores it: the
+// value of the naming attribute. A configured user_attribute must have one
+// value. A derived one may have several (uid: alice, uid: asmith): the one
+// that folds (authn.FoldUser) to the name typed is taken; if the entry
+// shows none (the attribute is not readable), the name typed is kept if it
+// is NFKC, as when nothing says which attribute names the user.
+func (l *LDAP) storedName(entry *goldap.Entry, typed string) (string, bool) {
+	vals := entry.GetEqualFoldAttributeValues(l.nameAttr)
+	if !l.derived {
+		if len(vals) != 1 || authn.ValidUser(vals[0]) != nil {
+			return "", false
+		}
+		return vals[0], true
+	}
+	if len(vals) == 0 {
+		return typed, authn.IsNFKC(typed)
+	}
+	var match []string
+	fold := authn.FoldUser(typed)
+	for _, v := range vals {
+		if authn.FoldUser(v) == fold {
+			match = append(match, v)
+		}
+	}
+	if len(match) != 1 && len(vals) == 1 {
+		match = vals // matched by the directory's own rules
+	}
+	if len(match) != 1 || authn.ValidUser(match[0]) != nil {
+		return "", false
+	}
+	return match[0], true
+}
+
+var (
+	filterAttrRE   = regexp.MustCompile(`\(\s*([A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)+)\s*=\s*%s\s*\)`)
+	templateAttrRE = regexp.MustCompile(`^\s*([A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)+)\s*=\s*%s\s*,`)
+)
+
+// namingAttribute derives the attribute a login name is matched against:
+// the one attribute of the user filter compared with %s ("uid" in
+// "(&(objectClass=posixAccount)(uid=%s))"), or the attribute of the DN
+// template's first RDN ("uid" in "uid=%s,ou=people,..."). Empty when the
+// filter compares several attributes, or the template puts %s elsewhere.
+func namingAttribute(cfg Config) string {
+	if cfg.UserDNTemplate != "" {
+		if m := templateAttrRE.FindStringSubmatch(cfg.UserDNTemplate); m != nil {
+			return m[1]
+		}
+		return ""
+	}
+	var attr string
+	for _, m := range filterAttrRE.FindAllStringSubmatch(cfg.UserFilter, -1) {
+		if attr != "" && !strings.EqualFold(attr, m[1]) {
+			return ""
+		}
+		attr = m[1]
+	}
+	if strings.Count(cfg.UserFilter, "%s") != len(filterAttrRE.FindAllString(cfg.UserFilter, -1)) {
+		return "" // %s also used in a substring or other form
+	}
+	return attr
 }
 
 // fail turns an error of a request into the module's error: opErrors as

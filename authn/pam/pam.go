@@ -105,6 +105,13 @@ func (p *PAM) Login(ctx context.Context, username, password string) (authn.Ident
 	if authn.ValidUser(username) != nil || !authn.ValidPassword(password) {
 		return authn.Identity{}, false, nil
 	}
+	if !authn.IsNFKC(username) {
+		// A stack that matches names loosely (pam_sss, pam_ldap) could take
+		// this spelling for an account whose stored spelling sks cannot
+		// always learn: refuse rather than issue a second identity.
+		p.log.Debug("login refused: user name not in Unicode NFKC")
+		return authn.Identity{}, false, nil
+	}
 	select {
 	case p.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -158,9 +165,14 @@ func (p *PAM) login(username, password string) (authn.Identity, bool, error) {
 		}
 	}
 	id := authn.Identity{User: username}
-	// uid and gid as the original wrote them; left out where unknown.
+	// uid and gid as the original wrote them; left out where unknown. The
+	// identity is the account's name as the system spells it (NSS may
+	// match "ALICE" to alice, as sssd does with case_sensitive = false).
 	if u, err := user.Lookup(username); err == nil {
 		id.Attrs = []authn.Attr{{Name: "uid", Value: u.Uid}, {Name: "gid", Value: u.Gid}}
+		if u.Username != username && authn.ValidUser(u.Username) == nil && authn.FoldUser(u.Username) == authn.FoldUser(username) {
+			id.User = u.Username
+		}
 	}
 	return id, true, nil
 }
