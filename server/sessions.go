@@ -178,3 +178,14 @@ func (s *Server) endSessions(ctx context.Context, realm, user, client, by, token
 	s.log.Info("sessions revoked", "realm", realm, "user", user, "by", by, "sessions", len(hs), "client", client)
 	return len(hs), http.StatusOK, ""
 }
+
+// Revoke ends one session as /revoke does, audited the same way, for other
+// handlers (the web sign-out). It reports false for an unknown token; an
+// error means the store or the audit log failed.
+func (s *Server) Revoke(ctx context.Context, realm, token, client string) (bool, error) {
+	ok, err := s.o.Tokens.Revoke(ctx, realm, token)
+	if err != nil || !ok {
+		return ok, err
+	}
+	return true, s.emit(ctx, realm, client, Event{Kind: "revoke", Token: short(token), Detail: "web"})
+}
