@@ -35,7 +35,10 @@ type Event struct {
 }
 
 // Kinds written by this package; the server's events keep their own kinds
-// (issue, replace, revoke, stored, gen_key, create_group, mod_group).
+// (issue, supersede, replace, revoke, revoke_all, stored, gen_key,
+// create_group, mod_group). A revoke_all line (sign out everywhere, or an
+// admin's sks sessions revoke) follows one revoke line per ended session and
+// says who asked in Detail: "by=self" or "by=admin=<credential>".
 const (
 	// KindLogin is a successful login.
 	KindLogin = "login"

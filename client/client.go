@@ -176,11 +176,19 @@ const maxAnswer = 64 << 10
 
 // call POSTs form to path and returns the body of a 200 answer.
 func (c *Client) call(ctx context.Context, path string, form url.Values) (string, error) {
+	return c.callAs(ctx, path, form, "")
+}
+
+// callAs is call with "Authorization: Bearer <bearer>" unless bearer is empty.
+func (c *Client) callAs(ctx context.Context, path string, form url.Values, bearer string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, strings.NewReader(form.Encode()))
 	if err != nil {
 		return "", fmt.Errorf("sks client: cannot build request: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		// The URL in *url.Error holds no secret: everything is in the body.

@@ -185,8 +185,18 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func runLogout(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 {
-		return errors.New("usage: sks logout")
+	fs := flag.NewFlagSet("sks logout", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	all := fs.Bool("all", false, "sign out everywhere: end every current session of the user in the realm, not only this one")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: sks logout [--all]")
+		fs.PrintDefaults()
+	}
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (usage: sks logout [--all])", fs.Arg(0))
 	}
 	s, path, err := loadSession()
 	if err != nil {
@@ -195,6 +205,9 @@ func runLogout(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	c, err := newClient(s.Server)
 	if err != nil {
 		return err
+	}
+	if *all {
+		return logoutAll(ctx, c, s, path, stdout)
 	}
 	revoked, err := c.Revoke(ctx, s.Realm, s.Token)
 	if err != nil {

@@ -34,9 +34,10 @@ func commands() map[string]command {
 		"apikey":          {"manage HMAC API keys: apikey new <id>", runAPIKey},
 		"migrate":         {"copy a token store between badger and Redis", runMigrate},
 		"login":           {"log in (password asked on the terminal) and keep the session token", runLogin},
-		"logout":          {"revoke the kept session and delete it", runLogout},
+		"logout":          {"revoke the kept session and delete it (--all: every session of the user)", runLogout},
 		"whoami":          {"check the kept session: YES, SUPERCEDED or NO and the identity", runWhoami},
 		"unban":           {"lift a brute-force ban of a user or an address (admin)", runUnban},
+		"sessions":        {"list or revoke a user's sessions (admin): sessions list|revoke --realm R USER", runSessions},
 	}
 }
 

@@ -305,6 +305,12 @@ func Serve(ctx context.Context, cfg *conf.Config, stdout io.Writer, log *slog.Lo
 				tok, _, status := sks.Login(ctx, realm, "", user, pwd, client)
 				return tok, status
 			},
+			RevokeAll: func(ctx context.Context, realm, token, client string) (int, int) {
+				return sks.RevokeAll(ctx, realm, token, client)
+			},
+			Revoke: func(ctx context.Context, realm, token, client string) (bool, error) {
+				return sks.Revoke(ctx, realm, token, client)
+			},
 		})
 		if err != nil {
 			return err

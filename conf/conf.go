@@ -450,7 +450,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("web: login_path %q must be a path starting with one /", w.LoginPath))
 		}
 		switch w.LoginPath {
-		case "/forward_auth", "/logout", "/valid", "/auth_token", "/version":
+		case "/forward_auth", "/logout", "/account", "/valid", "/auth_token", "/version", "/sessions", "/revoke_all", "/revoke_sessions":
 			errs = append(errs, fmt.Errorf("web: login_path %q is taken by another endpoint", w.LoginPath))
 		}
 		if !validCookieName(w.CookieName) {

@@ -89,7 +89,7 @@ type Hooks struct {
 	// client and relay: it settles the reservation.
 	AfterLogin func(realm, user, client string, relay bool, module string, ok bool, err error, took time.Duration)
 	// Event reports token and group events: issue, supersede, replace,
-	// revoke, gen_key, create_group, mod_group, stored. It may return an
+	// revoke, revoke_all, gen_key, create_group, mod_group, stored. It may return an
 	// error to fail the request (an audit log that cannot be written).
 	Event func(ctx context.Context, e Event) error
 	// Request reports each answered request for metrics.
@@ -263,6 +263,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.groupHash(&q)
 	case "/jwt":
 		s.sessionJWT(&q)
+	case "/revoke_all":
+		s.revokeAll(&q)
+	case "/sessions":
+		s.listSessions(&q)
+	case "/revoke_sessions":
+		s.revokeSessions(&q)
 	default:
 		reply(w, http.StatusNotFound, "")
 	}

@@ -74,6 +74,15 @@ type Store interface {
 	// Unknown tokens are ignored.
 	Touch(ctx context.Context, realm string, h Hash, expires time.Time) error
 
+	// Sessions returns the user's current tokens in realm (the list Issue
+	// keeps), oldest first, with their records; tokens that are gone or
+	// expired are left out.
+	Sessions(ctx context.Context, realm, user string) ([]Session, error)
+	// RevokeAll forgets every current token of user in realm, as Revoke
+	// does each, and returns their hashes. Superseded tokens are not on
+	// the user's list and stay known (as SUPERCEDED).
+	RevokeAll(ctx context.Context, realm, user string) ([]Hash, error)
+
 	// GetKey returns the per-identity key, or ErrNotFound.
 	GetKey(ctx context.Context, realm, identity string) ([]byte, error)
 	// PutKey stores the per-identity key, replacing any earlier one.

@@ -32,6 +32,20 @@ type pageData struct {
 	ReturnTo string
 	CSRF     string
 	User     string
+
+	// SignedInAs is the user of a current session shown above the login
+	// form; AccountURL links to the account page.
+	SignedInAs string
+	AccountURL string
+	// Account shows the account page: User, Realm, and the session's
+	// Source, times (for people and as RFC 3339), short hash and the
+	// number of the user's sessions.
+	Account             bool
+	Source              string
+	Issued, IssuedISO   string
+	Expires, ExpiresISO string
+	SessionID           string
+	Sessions            int
 }
 
 const (
@@ -113,11 +127,13 @@ func (h *Handler) safeReturn(target string) bool {
 	return h.allowed[host] || h.allowed[strings.ToLower(u.Hostname())]
 }
 
+// returnTo is v if it is safe to go back to, else "": after login the
+// browser then goes to the account page.
 func (h *Handler) returnTo(v string) string {
 	if h.safeReturn(v) {
 		return v
 	}
-	return "/"
+	return ""
 }
 
 func (h *Handler) render(w http.ResponseWriter, status int, d pageData) {
@@ -141,13 +157,17 @@ func (h *Handler) form(w http.ResponseWriter, r *http.Request, status int, realm
 		Name: h.csrfCookie(), Value: tok, Path: h.cfg.LoginPath, MaxAge: int(csrfTTL / time.Second),
 		HttpOnly: true, Secure: h.secure(r), SameSite: http.SameSiteStrictMode,
 	})
-	h.render(w, status, pageData{Title: "Sign in", Error: msg, Form: true, Action: h.cfg.LoginPath,
-		Realm: realm, ReturnTo: returnTo, CSRF: tok, User: user})
+	d := pageData{Title: "Sign in", Error: msg, Form: true, Action: h.cfg.LoginPath,
+		Realm: realm, ReturnTo: returnTo, CSRF: tok, User: user}
+	if d.SignedInAs = h.signedInAs(r, realm); d.SignedInAs != "" {
+		d.AccountURL = h.accountURL(realm)
+	}
+	h.render(w, status, d)
 }
 
 // LoginPage serves the login form (GET) and logs in (POST). On success it
 // sets the session cookie and redirects to return_to if that is safe, else
-// to "/".
+// to the account page of the realm.
 func (h *Handler) LoginPage(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
@@ -200,6 +220,9 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		http.SetCookie(w, &http.Cookie{Name: h.csrfCookie(), Path: h.cfg.LoginPath, MaxAge: -1,
 			HttpOnly: true, Secure: h.secure(r), SameSite: http.SameSiteStrictMode})
 		log.Info("web login", "token", short(tok))
+		if returnTo == "" {
+			returnTo = h.accountURL(realm)
+		}
 		w.Header().Set("Cache-Control", "no-store")
 		http.Redirect(w, r, returnTo, http.StatusSeeOther)
 		return
@@ -234,8 +257,10 @@ func sleepUntil(ctx context.Context, t time.Time) {
 }
 
 // Logout revokes the session of the cookie and clears it (POST), then
-// redirects to return_to if safe, else to the login page. GET shows a
-// sign-out button. Served through Paths, a cross-origin POST is refused
+// redirects to return_to if safe, else to the login page. With
+// everywhere=1 (and the form token of the account or sign-out page) it
+// ends every current session of the cookie's user in the realm. GET shows
+// both buttons. Served through Paths, a cross-origin POST is refused
 // before it gets here (SameOrigin); the session cookie is SameSite=Lax too.
 func (h *Handler) Logout(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
@@ -246,7 +271,12 @@ func (h *Handler) Logout(w http.ResponseWriter, r *http.Request) {
 		if !h.safeReturn(rt) {
 			rt = ""
 		}
-		h.render(w, http.StatusOK, pageData{Title: "Sign out", Logout: true, Realm: h.realm(r), ReturnTo: rt})
+		realm := h.realm(r)
+		d := pageData{Title: "Sign out", Logout: true, Realm: realm, ReturnTo: rt, CSRF: h.logoutCSRF(w, r)}
+		if d.SignedInAs = h.signedInAs(r, realm); d.SignedInAs != "" {
+			d.AccountURL = h.accountURL(realm)
+		}
+		h.render(w, http.StatusOK, d)
 		return
 	case http.MethodPost:
 	default:
@@ -260,8 +290,12 @@ func (h *Handler) Logout(w http.ResponseWriter, r *http.Request) {
 	if realm == "" {
 		realm = h.realm(r)
 	}
-	if tok, ok := h.token(r); ok && authn.Printable(realm, 256) {
-		ok, err := h.o.Tokens.Revoke(r.Context(), realm, tok)
+	if r.PostForm.Get("everywhere") != "" {
+		if h.logoutEverywhere(w, r, realm) {
+			return
+		}
+	} else if tok, ok := h.token(r); ok && authn.Printable(realm, 256) {
+		ok, err := h.revoke(r.Context(), realm, tok, h.clientAddr(r))
 		if err != nil {
 			h.log.Error("token store failed", "op", "logout", "realm", realm, "err", err)
 			h.render(w, http.StatusServiceUnavailable, pageData{Title: "Sign out", Error: "The sign-out service is unavailable. Please try again later."})
@@ -280,4 +314,13 @@ func (h *Handler) Logout(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, target, http.StatusSeeOther)
+}
+
+// revoke uses Options.Revoke (the protocol server's, which audits), else
+// the token service directly.
+func (h *Handler) revoke(ctx context.Context, realm, tok, client string) (bool, error) {
+	if h.o.Revoke != nil {
+		return h.o.Revoke(ctx, realm, tok, client)
+	}
+	return h.o.Tokens.Revoke(ctx, realm, tok)
 }

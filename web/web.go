@@ -1,6 +1,7 @@
 // Package web serves sks to browsers and reverse proxies: a forward-auth
 // endpoint (nginx auth_request, Caddy forward_auth, Traefik ForwardAuth), a
-// login page that sets a session cookie, and logout.
+// login page that sets a session cookie, an account page, and logout (of
+// one session or everywhere).
 //
 // It does not import package server: cmd hands it the token service and a
 // Login function, so that every login path shares the protocol's rules
@@ -45,6 +46,14 @@ type Options struct {
 	// Clients finds the client behind trusted proxies and says which
 	// peers are trusted to send X-SKS-Realm; nil trusts none.
 	Clients *clientaddr.Resolver
+	// RevokeAll ends every session of a token's user ("sign out
+	// everywhere"); cmd passes the protocol server's, which audits it.
+	// Nil uses Tokens directly, unaudited.
+	RevokeAll RevokeAllFunc
+	// Revoke ends one session (sign out) and reports whether the token was
+	// known; cmd passes the protocol server's, which audits it. Nil uses
+	// Tokens directly, unaudited.
+	Revoke func(ctx context.Context, realm, token, client string) (known bool, err error)
 }
 
 // Handler serves the web endpoints.
@@ -105,7 +114,8 @@ func (h *Handler) Paths() map[string]http.Handler {
 	return map[string]http.Handler{
 		"/forward_auth": http.HandlerFunc(h.ForwardAuth),
 		h.cfg.LoginPath: h.SameOrigin(http.HandlerFunc(h.LoginPage)),
-		"/logout":       h.SameOrigin(http.HandlerFunc(h.Logout)),
+		logoutPath:      h.SameOrigin(http.HandlerFunc(h.Logout)),
+		AccountPath:     http.HandlerFunc(h.Account),
 	}
 }
 

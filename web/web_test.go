@@ -308,8 +308,8 @@ func TestLoginPage(t *testing.T) {
 			}
 			f.Set("return_to", target)
 			w := post(h, "/login", f, ck)
-			if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/" {
-				t.Errorf("return_to %q: got %d to %q, want 303 to /", target, w.Code, w.Header().Get("Location"))
+			if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/account?realm=demo" {
+				t.Errorf("return_to %q: got %d to %q, want 303 to the account page", target, w.Code, w.Header().Get("Location"))
 			}
 		}
 	})
@@ -318,7 +318,7 @@ func TestLoginPage(t *testing.T) {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, httptest.NewRequest("GET", "/login?realm=%3Cscript%3E&return_to=javascript:x", nil))
 		b := w.Body.String()
-		for _, want := range []string{`<label for="user">`, `<label for="password">`, `autocomplete="current-password"`, `&lt;script&gt;`, `name="return_to" value="/"`} {
+		for _, want := range []string{`<label for="user">`, `<label for="password">`, `autocomplete="current-password"`, `&lt;script&gt;`, `name="return_to" value=""`} {
 			if !strings.Contains(b, want) {
 				t.Errorf("page lacks %s", want)
 			}

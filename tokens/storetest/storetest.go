@@ -390,6 +390,8 @@ func Run(t *testing.T, open Opener) {
 		}
 	})
 
+	runSessions(t, open)
+
 	t.Run("Close", func(t *testing.T) {
 		s := open(t)
 		must(t, s.Close())
