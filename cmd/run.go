@@ -36,6 +36,7 @@ func commands() map[string]command {
 		"login":           {"log in (password asked on the terminal) and keep the session token", runLogin},
 		"logout":          {"revoke the kept session and delete it", runLogout},
 		"whoami":          {"check the kept session: YES, SUPERCEDED or NO and the identity", runWhoami},
+		"check-config":    {"check a configuration file: every error with its line (--connect: backends too)", runCheckConfig},
 	}
 }
 

@@ -508,7 +508,9 @@ func (s *Server) doLogin(ctx context.Context, realm, moduleName, user, pwd, clie
 		source = "pam"
 	}
 	if err != nil {
-		log.Info("login refused", "module", moduleName, "reason", err.Error())
+		// A realm or module the configuration does not provide: the
+		// administrator's to fix (or a client's typo), so WARN.
+		log.Warn("login refused", "module", moduleName, "reason", err.Error())
 		s.afterLogin(realm, client, user, moduleName, false, nil, 0)
 		return forbidden
 	}
