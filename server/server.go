@@ -234,6 +234,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.groupHash(&q)
 	case "/jwt":
 		s.sessionJWT(&q)
+	case "/session":
+		s.sessionInfo(&q)
 	default:
 		reply(w, http.StatusNotFound, "")
 	}
