@@ -186,6 +186,11 @@ func CheckConfig(ctx context.Context, file string, connect bool, timeout time.Du
 	if cfg == nil {
 		return r, nil
 	}
+	if errors.As(cfg.ValidateModules(), &pl) {
+		for _, p := range pl {
+			r.add(p.Key, false, "%s", p.Msg)
+		}
+	}
 	checkDeep(ctx, cfg, r, connect, timeout)
 	return r, nil
 }

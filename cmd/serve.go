@@ -133,7 +133,17 @@ func (f *serveFlags) apply() (*conf.Config, error) {
 	if set["admin-token-file"] {
 		cfg.Admin.TokenFile = f.adminTokenFile
 	}
-	return cfg, cfg.Validate()
+	var all conf.ProblemList
+	for _, err := range []error{cfg.Validate(), cfg.ValidateModules()} {
+		var pl conf.ProblemList
+		if errors.As(err, &pl) {
+			all = append(all, pl...)
+		}
+	}
+	if len(all) > 0 {
+		return nil, all
+	}
+	return cfg, nil
 }
 
 // newLogger logs at level and above to w, as text (key=value) or, with

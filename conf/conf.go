@@ -419,9 +419,6 @@ func (c *Config) Validate() error {
 	default:
 		add([]string{"log_format"}, "log_format %q: use text or json", c.LogFormat)
 	}
-	if !c.HasModule(c.DefaultModule) {
-		add([]string{"default_module"}, "default_module %q: no such login module; use pam or the name of a [modules.NAME] section (%s)", c.DefaultModule, c.moduleList())
-	}
 	if c.Tokens.Redis != nil && c.DataDir != "" {
 		add([]string{"data_dir"}, "data_dir %q (or -d) is not used when [tokens.redis] is set: tokens live in Redis; remove one of them", c.DataDir)
 	}
@@ -437,8 +434,6 @@ func (c *Config) Validate() error {
 		}
 		if r.Default != "" && len(r.Modules) > 0 && !contains(r.Modules, r.Default) {
 			add([]string{"realms", name, "default"}, "realm %s: default module %q is not in its modules list", name, r.Default)
-		} else if r.Default != "" && !c.HasModule(r.Default) {
-			add([]string{"realms", name, "default"}, "realm %s: default module %q: no such login module; use pam or the name of a [modules.NAME] section (%s)", name, r.Default, c.moduleList())
 		}
 		for _, m := range r.Modules {
 			if !c.HasModule(m) {
@@ -456,6 +451,29 @@ func (c *Config) Validate() error {
 		}
 		if !validCookieName(w.CookieName) {
 			add([]string{"web", "cookie_name"}, "web: cookie_name %q: use letters, digits, - and _", w.CookieName)
+		}
+	}
+	return errs.orNil()
+}
+
+// ValidateModules checks that every default module names a module this
+// configuration provides (Validate cannot: programs may add modules after
+// parsing, as the demo realm does). The server runs it before starting, so
+// that "-default foo" is refused instead of answering every login 403.
+func (c *Config) ValidateModules() error {
+	var errs ProblemList
+	if !c.HasModule(c.DefaultModule) {
+		errs = append(errs, Problem{Key: []string{"default_module"}, Msg: fmt.Sprintf("default_module %q (or -default): no such login module; use pam or the name of a [modules.NAME] section (%s)", c.DefaultModule, c.moduleList())})
+	}
+	realms := make([]string, 0, len(c.Realms))
+	for name := range c.Realms {
+		realms = append(realms, name)
+	}
+	sort.Strings(realms)
+	for _, name := range realms {
+		r := c.Realms[name]
+		if r.Default != "" && !c.HasModule(r.Default) && (len(r.Modules) == 0 || contains(r.Modules, r.Default)) {
+			errs = append(errs, Problem{Key: []string{"realms", name, "default"}, Msg: fmt.Sprintf("realm %s: default module %q: no such login module; use pam or the name of a [modules.NAME] section (%s)", name, r.Default, c.moduleList())})
 		}
 	}
 	return errs.orNil()
