@@ -191,7 +191,11 @@ func (p *PAM) classify(step, username string, err error) (authn.Identity, bool, 
 			}
 			return authn.Identity{}, false, nil
 		case pam.ErrAuthinfoUnavail:
-			p.log.Warn("pam system error", "step", step, "pam_error", pe.Error(), "code", int(pe))
+			if p.noShadow {
+				p.log.Warn("pam system error, likely because this process cannot read "+ShadowFile, "step", step, "pam_error", pe.Error(), "code", int(pe), "fix", ShadowFix)
+			} else {
+				p.log.Warn("pam system error", "step", step, "pam_error", pe.Error(), "code", int(pe))
+			}
 			return authn.Identity{}, false, fmt.Errorf("pam %s: %w: %w", step, err, authn.ErrUnavailable)
 		}
 	}
