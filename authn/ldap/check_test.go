@@ -3,6 +3,7 @@ package ldap
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -50,5 +51,27 @@ func TestCheck(t *testing.T) {
 	s.Proc.Stop()
 	if err, _ := check(); !errors.Is(err, authn.ErrUnavailable) {
 		t.Errorf("Check with slapd stopped: %v, want ErrUnavailable", err)
+	}
+}
+
+// TestAmbiguousFilterWarns: a user_filter matching several entries is the
+// administrator's to fix, so it is logged at WARN (it was DEBUG, unseen at
+// the default level), and the login still fails.
+func TestAmbiguousFilterWarns(t *testing.T) {
+	s := sharedSlapd(t)
+	var buf strings.Builder
+	l, err := Open(testConfig(s, transports[0], modes[1].cfg), slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for _, user := range []string{"dup", "dup3"} {
+		buf.Reset()
+		if _, ok, err := l.Login(context.Background(), user, dupPW); ok || err != nil {
+			t.Fatalf("Login(%s) = %v, %v", user, ok, err)
+		}
+		if !strings.Contains(buf.String(), "level=WARN") || !strings.Contains(buf.String(), "user_filter matches several entries") {
+			t.Errorf("Login(%s) log:\n%s", user, buf.String())
+		}
 	}
 }
