@@ -12,7 +12,7 @@ func TestSessionInfo(t *testing.T) {
 	tok := e.login(t, "r", "alice")
 	when := `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`
 	a := e.do(t, "POST", "/session", "realm=r&token="+tok)
-	if !regexp.MustCompile(`^YES\nissued=` + when + `\nexpires=never\n$`).MatchString(a.body) || a.status != 200 {
+	if !regexp.MustCompile(`^YES\nissued=`+when+`\nexpires=never\n$`).MatchString(a.body) || a.status != 200 {
 		t.Errorf("/session = %d %q", a.status, a.body)
 	}
 	short := e.login(t, "short", "alice")
