@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
@@ -44,5 +45,24 @@ func TestUnknownRealmWarns(t *testing.T) {
 	}
 	if n := strings.Count(e.logs.String(), `level=WARN msg="login refused"`); n != 2 {
 		t.Errorf("%d WARN lines, want 2:\n%s", n, e.logs.String())
+	}
+}
+
+// TestIsAdmin: /readyz's JSON detail goes to admin callers elsewhere than
+// loopback; IsAdmin is the admin endpoints' own decision.
+func TestIsAdmin(t *testing.T) {
+	e := newEnv(t, cfgFake, nil)
+	r := httptest.NewRequest("GET", "/readyz", nil)
+	r.RemoteAddr = "192.0.2.1:1234"
+	if e.srv.IsAdmin(r) {
+		t.Error("a remote caller without a credential is admin")
+	}
+	r.Header.Set("Authorization", "Bearer admin-secret")
+	if !e.srv.IsAdmin(r) {
+		t.Error("a remote caller with the admin token is not admin")
+	}
+	r.Header.Set("Authorization", "Bearer admin-secreT")
+	if e.srv.IsAdmin(r) {
+		t.Error("a wrong admin token is accepted")
 	}
 }
