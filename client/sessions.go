@@ -9,10 +9,10 @@ import (
 	"time"
 )
 
-// SessionInfo is one current session of a user, as an admin listing shows
+// SessionEntry is one current session of a user, as an admin listing shows
 // it. ID is a short hash of the token (the one audit lines show), never
 // the token.
-type SessionInfo struct {
+type SessionEntry struct {
 	ID      string    `json:"id"`
 	Issued  time.Time `json:"issued"`
 	Expires time.Time `json:"expires,omitzero"` // zero: no expiry
@@ -39,13 +39,13 @@ func (c *Client) RevokeAll(ctx context.Context, realm, token string) (int, error
 // Sessions lists the current sessions of user in realm, oldest first. It
 // is an admin call: adminToken is the server's admin bearer token ([admin]
 // token_file), or empty for a loopback caller the server trusts.
-func (c *Client) Sessions(ctx context.Context, realm, user, adminToken string) ([]SessionInfo, error) {
+func (c *Client) Sessions(ctx context.Context, realm, user, adminToken string) ([]SessionEntry, error) {
 	body, err := c.callAs(ctx, "/sessions", form(realm, "user", user), adminToken)
 	if err != nil {
 		return nil, err
 	}
 	var out struct {
-		Sessions []SessionInfo `json:"sessions"`
+		Sessions []SessionEntry `json:"sessions"`
 	}
 	if err := json.Unmarshal([]byte(body), &out); err != nil {
 		return nil, fmt.Errorf("%w: /sessions answer is not JSON", ErrProtocol)

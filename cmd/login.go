@@ -24,6 +24,8 @@ type session struct {
 	User   string `json:"user"`
 	Source string `json:"source"`
 	Token  string `json:"token"`
+	// CAFile is the login's --ca-file, used again by logout and whoami.
+	CAFile string `json:"ca_file,omitempty"`
 }
 
 // sessionPath is $XDG_CACHE_HOME/sks/token (os.UserCacheDir).
@@ -92,9 +94,14 @@ func saveSession(s session) (string, error) {
 }
 
 // newClient returns the sks client for server, with a bound long enough
-// for a slow login backend.
-func newClient(server string) (*client.Client, error) {
-	return client.New(server, client.WithTimeout(30*time.Second))
+// for a slow login backend; caFile, if set, holds the CA certificates to
+// trust for an https:// server.
+func newClient(server, caFile string) (*client.Client, error) {
+	opts := []client.Option{client.WithTimeout(30 * time.Second)}
+	if caFile != "" {
+		opts = append(opts, client.WithCAFile(caFile))
+	}
+	return client.New(server, opts...)
 }
 
 // answerError explains a failed call: the server's refusal with its
@@ -137,8 +144,9 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	realm := fs.String("realm", os.Getenv("SKS_REALM"), "realm to log in to (default $SKS_REALM)")
 	server := fs.String("server", defaultServer(), "server URL (default $SKS_SERVER or http://127.0.0.1:4431)")
 	module := fs.String("module", "", "login module (default: the realm's)")
+	caFile := fs.String("ca-file", os.Getenv("SKS_CA_FILE"), "PEM CA certificates to trust for an https:// server (default $SKS_CA_FILE; else the system's)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sks login [--realm R] [--server URL] [--module M] [user]")
+		fmt.Fprintln(stderr, "usage: sks login [--realm R] [--server URL] [--ca-file FILE] [--module M] [user]")
 		fs.PrintDefaults()
 	}
 	if help, err := parseFlags(fs, args); help || err != nil {
@@ -158,11 +166,19 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 1 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(1))
 	}
-	pw, err := readTTYPassword(fmt.Sprintf("Password for %s in realm %s: ", name, *realm))
+	c, err := newClient(*server, *caFile)
 	if err != nil {
 		return err
 	}
-	c, err := newClient(*server)
+	// A wrong URL or an untrusted certificate is found out before the
+	// password is typed, not after.
+	vctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err = c.Version(vctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("cannot use server %s: %w (check --server, and --ca-file for a private CA)", *server, err)
+	}
+	pw, err := readTTYPassword(fmt.Sprintf("Password for %s in realm %s: ", name, *realm))
 	if err != nil {
 		return err
 	}
@@ -175,7 +191,7 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case err != nil:
 		return answerError("login failed", *server, err)
 	}
-	s := session{Server: *server, Realm: *realm, Token: sess.Token, User: sess.Identity.User, Source: sess.Identity.Source}
+	s := session{Server: *server, Realm: *realm, Token: sess.Token, User: sess.Identity.User, Source: sess.Identity.Source, CAFile: absPathIf(*caFile)}
 	path, err := saveSession(s)
 	if err != nil {
 		return err
@@ -202,7 +218,7 @@ func runLogout(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	c, err := newClient(s.Server)
+	c, err := newClient(s.Server, s.CAFile)
 	if err != nil {
 		return err
 	}
@@ -224,15 +240,29 @@ func runLogout(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
+// errSessionNotCurrent makes "sks whoami" exit non-zero, so scripts can
+// test "sks whoami >/dev/null && ...".
+var errSessionNotCurrent = errors.New("the kept session is not current (run: sks login)")
+
 func runWhoami(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 {
+	fs := flag.NewFlagSet("sks whoami", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: sks whoami\n\n"+
+			"Checks the session kept by sks login: prints YES, SUPERCEDED or NO, the identity,\n"+
+			"and when the session was issued and ends. Exit status 0 only for YES.")
+	}
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
 		return errors.New("usage: sks whoami")
 	}
 	s, _, err := loadSession()
 	if err != nil {
 		return err
 	}
-	c, err := newClient(s.Server)
+	c, err := newClient(s.Server, s.CAFile)
 	if err != nil {
 		return err
 	}
@@ -249,6 +279,28 @@ func runWhoami(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	default:
 		fmt.Fprintln(stdout, "NO")
 	}
+	if res.Status != client.Invalid {
+		// Servers before /session answer 404: leave the times out.
+		if si, err := c.SessionInfo(ctx, s.Realm, s.Token); err == nil && si.Status != client.Invalid {
+			fmt.Fprintf(stdout, "issued  %s\n", si.Issued.Local().Format(time.RFC1123))
+			if si.Expires.IsZero() {
+				fmt.Fprintln(stdout, "expires never (no token_lifetime in this realm)")
+			} else {
+				fmt.Fprintf(stdout, "expires %s (in %s)\n", si.Expires.Local().Format(time.RFC1123), time.Until(si.Expires).Round(time.Second))
+			}
+		}
+	}
 	fmt.Fprintf(stdout, "realm %s at %s\n", s.Realm, s.Server)
+	if res.Status != client.Valid {
+		return errSessionNotCurrent
+	}
 	return nil
+}
+
+// absPathIf is absPath for a path that may be empty.
+func absPathIf(path string) string {
+	if path == "" {
+		return ""
+	}
+	return absPath(path)
 }

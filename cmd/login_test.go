@@ -94,8 +94,27 @@ func TestLoginWhoamiLogout(t *testing.T) {
 		}
 		return string(b)
 	}
-	if w := run("whoami"); !strings.HasPrefix(w, "YES\ndemo\nauth/demo\n") {
-		t.Errorf("whoami = %q, want YES and the identity", w)
+	if w := run("whoami"); !strings.HasPrefix(w, "YES\ndemo\nauth/demo\n") || !strings.Contains(w, "\nissued  ") || !strings.Contains(w, "\nexpires never") {
+		t.Errorf("whoami = %q, want YES, the identity, issued and expiry", w)
+	}
+	// A second login elsewhere supersedes the kept session: whoami says so
+	// and exits non-zero.
+	resp0, err := http.PostForm(srv+"/auth_token", url.Values{"realm": {"demo"}, "user": {"demo"}, "pwd": {pw}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b0, _ := io.ReadAll(resp0.Body)
+	resp0.Body.Close()
+	c = exec.Command(sksBinary, "whoami")
+	c.Env = env
+	if w, err := c.CombinedOutput(); err == nil || !strings.HasPrefix(string(w), "SUPERCEDED\n") || !strings.Contains(string(w), "not current") {
+		t.Errorf("whoami of a superseded session: %v %q, want SUPERCEDED and a non-zero exit", err, w)
+	}
+	newTok, _, _ := strings.Cut(string(b0), "\n")
+	s.Token = newTok
+	raw, _ = json.Marshal(s)
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
 	}
 	if l := run("logout"); !strings.Contains(l, "logged out demo") {
 		t.Errorf("logout = %q", l)

@@ -38,6 +38,7 @@ func commands() map[string]command {
 		"whoami":          {"check the kept session: YES, SUPERCEDED or NO and the identity", runWhoami},
 		"unban":           {"lift a brute-force ban of a user or an address (admin)", runUnban},
 		"sessions":        {"list or revoke a user's sessions (admin): sessions list|revoke --realm R USER", runSessions},
+		"check-config":    {"check a configuration file: every error with its line (--connect: backends too)", runCheckConfig},
 	}
 }
 
@@ -46,10 +47,22 @@ func commands() map[string]command {
 // (SessionKeyServer -d db -p 4431 ...) work unchanged.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmds := commands()
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+		return runVersion(ctx, nil, stdout, stderr)
+	}
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		if wantsHelp(args) {
+			// Asked for: the usage goes to stdout.
+			stderr = stdout
+		}
 		return runServe(ctx, args, stdout, stderr)
 	}
 	if args[0] == "help" {
+		if len(args) > 1 {
+			if _, ok := cmds[args[1]]; ok {
+				return Run(ctx, []string{args[1], "-h"}, stdout, stderr)
+			}
+		}
 		usage(stdout, cmds)
 		return nil
 	}
@@ -58,11 +71,18 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		usage(stderr, cmds)
 		return fmt.Errorf("unknown command %q", args[0])
 	}
+	if wantsHelp(args[1:]) {
+		if printHelp(stdout, args[0]) {
+			return nil
+		}
+		// Commands with flags print their own usage; asked for, it goes to stdout.
+		stderr = stdout
+	}
 	return c.run(ctx, args[1:], stdout, stderr)
 }
 
 func usage(w io.Writer, cmds map[string]command) {
-	fmt.Fprintln(w, "usage: sks [serve] [flags]    (sks serve -h for the flags)\n       sks <command> [args]\n\ncommands:")
+	fmt.Fprintln(w, "usage: sks [serve] [flags]    (sks serve -h for the flags)\n       sks <command> [args]   (sks <command> -h for its usage)\n       sks --version\n\ncommands:")
 	names := make([]string, 0, len(cmds))
 	for n := range cmds {
 		names = append(names, n)

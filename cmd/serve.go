@@ -42,6 +42,7 @@ type serveFlags struct {
 	keystore, password, pwFile string
 	prompt, demo               bool
 	logLevel, adminTokenFile   string
+	logFormat                  string
 }
 
 func newServeFlags(stderr io.Writer) *serveFlags {
@@ -63,10 +64,12 @@ func newServeFlags(stderr io.Writer) *serveFlags {
 	fs.BoolVar(&f.prompt, "PP", false, "prompt for the keystore password on the terminal")
 	fs.BoolVar(&f.demo, "demo", false, "enable the built-in demo realm (user demo, password written to <data dir>/demo-password)")
 	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "", "text (default) or json: one JSON object a line")
 	fs.StringVar(&f.adminTokenFile, "admin-token-file", "", "file holding the admin bearer token for /stored_token from other hosts")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sks [serve] [-c config.toml] [-d <db-path>] [-l <address>] [-p <port>] [-pam-app <name>]\n"+
-			"           [-default <module>] [-krb5conf <krb5.conf>] [-tls <keystore> [-P <password> | -PF <file> | -PP]] [-demo] [-h]")
+			"           [-default <module>] [-krb5conf <krb5.conf>] [-tls <keystore> [-P <password> | -PF <file> | -PP]] [-demo]\n"+
+			"           [-log-level debug|info|warn|error] [-log-format text|json] [-h]")
 		fs.PrintDefaults()
 	}
 	return f
@@ -124,16 +127,35 @@ func (f *serveFlags) apply() (*conf.Config, error) {
 	if set["log-level"] {
 		cfg.LogLevel = f.logLevel
 	}
+	if set["log-format"] {
+		cfg.LogFormat = f.logFormat
+	}
 	if set["admin-token-file"] {
 		cfg.Admin.TokenFile = f.adminTokenFile
 	}
-	return cfg, cfg.Validate()
+	var all conf.ProblemList
+	for _, err := range []error{cfg.Validate(), cfg.ValidateModules()} {
+		var pl conf.ProblemList
+		if errors.As(err, &pl) {
+			all = append(all, pl...)
+		}
+	}
+	if len(all) > 0 {
+		return nil, all
+	}
+	return cfg, nil
 }
 
-func newLogger(w io.Writer, level string) *slog.Logger {
+// newLogger logs at level and above to w, as text (key=value) or, with
+// format "json", one JSON object a line.
+func newLogger(w io.Writer, level, format string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+	o := &slog.HandlerOptions{Level: l}
+	if strings.EqualFold(format, "json") {
+		return slog.New(slog.NewJSONHandler(w, o))
+	}
+	return slog.New(slog.NewTextHandler(w, o))
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -148,7 +170,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	return Serve(ctx, cfg, stdout, newLogger(stderr, cfg.LogLevel))
+	return Serve(ctx, cfg, stdout, newLogger(stderr, cfg.LogLevel, cfg.LogFormat))
 }
 
 // openStore opens the badger store of cfg.
@@ -339,6 +361,7 @@ func Serve(ctx context.Context, cfg *conf.Config, stdout io.Writer, log *slog.Lo
 		return err
 	}
 	defer o.close()
+	health := setupHealth(store, router, &opts, o, func(r *http.Request) bool { return sks.IsAdmin(r) }, log)
 
 	ln, err := listen(cfg)
 	if err != nil {
@@ -356,6 +379,7 @@ func Serve(ctx context.Context, cfg *conf.Config, stdout io.Writer, log *slog.Lo
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go health.Watch(ctx, healthInterval)
 	if loader != nil {
 		srv.TLSConfig = loader.Config()
 		go loader.Watch(ctx, 0)

@@ -98,7 +98,7 @@ func TestSessionsCommand(t *testing.T) {
 		t.Fatalf("sessions list --json: %v\n%s", err, out)
 	}
 	var js struct {
-		Sessions []client.SessionInfo `json:"sessions"`
+		Sessions []client.SessionEntry `json:"sessions"`
 	}
 	if err := json.Unmarshal([]byte(out), &js); err != nil || len(js.Sessions) != 3 || js.Sessions[0].ID != tokens.HashToken(toks[0]).Short() {
 		t.Fatalf("sessions list --json: got %q, %v", out, err)

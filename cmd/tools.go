@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"sks/authn/static"
 	"sks/conf"
 	"sks/jwtauth"
+	"sks/secretfile"
 	"sks/tokens"
 )
 
@@ -140,12 +142,72 @@ func runGenKeypair(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
+	// The config is read from another directory than the shell's: print
+	// absolute paths, as the config must name them.
+	priv, pub = absPath(priv), absPath(pub)
 	fmt.Fprintf(stdout, "private key: %s (mode 600)\npublic key:  %s\nset [jwt] signing_key = %q\n", priv, pub, priv)
 	return nil
 }
 
+// absPath returns path made absolute, or path itself if that fails.
+func absPath(path string) string {
+	if a, err := filepath.Abs(path); err == nil {
+		return a
+	}
+	return path
+}
+
 func runGenerateSecret(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fmt.Fprintln(stdout, jwtauth.GenerateSecret())
+	fs := flag.NewFlagSet("generate-secret", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("out", "", "write the secret to this new file (mode 600) instead of printing it")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: sks generate-secret [--out FILE]\n\n"+
+			"Prints a strong random secret (a master token, an admin token), or writes it\n"+
+			"to a new file only its owner can read and prints the file's absolute path.")
+		fs.PrintDefaults()
+	}
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (write the file with --out FILE)", fs.Arg(0))
+	}
+	secret := jwtauth.GenerateSecret()
+	if *out == "" {
+		fmt.Fprintln(stdout, secret)
+		return nil
+	}
+	if err := writeSecretFile(*out, secret+"\n"); err != nil {
+		return err
+	}
+	p := absPath(*out)
+	fmt.Fprintf(stdout, "secret written to %s (mode 600)\nname it in the config, e.g. [jwt] master_token_file = %q or [admin] token_file = %q\n", p, p, p)
+	return nil
+}
+
+// writeSecretFile creates path with mode 0600 and writes body; it refuses
+// to replace an existing file, whose secret may be in use.
+func writeSecretFile(path, body string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("cannot create secret file: %w (an existing file is never replaced)", err)
+	}
+	// The umask cannot widen 0600, but a file system may ignore modes.
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("cannot restrict %s to mode 600: %w", path, err)
+	}
+	if _, err := f.WriteString(body); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("cannot write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(path)
+		return fmt.Errorf("cannot write %s: %w", path, err)
+	}
 	return nil
 }
 
@@ -156,6 +218,15 @@ func runObtainToken(ctx context.Context, args []string, stdout, stderr io.Writer
 	typ := fs.String("type", "client", "token type claim")
 	sub := fs.String("sub", "", "subject")
 	ttl := fs.Duration("ttl", time.Hour, "lifetime")
+	masterFile := fs.String("master-file", "", "read the master token from the first line of this file (mode 600)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: sks obtain-token --master-file FILE [--server-url URL] [--type T] [--sub S] [--ttl 1h]\n"+
+			"       SKS_MASTER_TOKEN=... sks obtain-token [flags]\n\n"+
+			"Mints a JWT with POST /token. The master token comes from --master-file or\n"+
+			"$SKS_MASTER_TOKEN; on the command line (OPAL's form) it is visible to every\n"+
+			"user in ps and shell history, and is deprecated.")
+		fs.PrintDefaults()
+	}
 	// OPAL's CLI puts the master token first: obtain-token <master> --server-url=...
 	var master string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -167,11 +238,23 @@ func runObtainToken(ctx context.Context, args []string, stdout, stderr io.Writer
 	if master == "" && fs.NArg() > 0 {
 		master = fs.Arg(0)
 	}
-	if master == "" {
+	switch {
+	case master != "":
+		fmt.Fprintln(stderr, "sks obtain-token: warning: a master token on the command line is visible in ps and shell history; use --master-file FILE or SKS_MASTER_TOKEN (deprecated form)")
+		if *masterFile != "" {
+			return errors.New("give the master token once: on the command line or with --master-file")
+		}
+	case *masterFile != "":
+		var err error
+		if master, err = secretfile.FirstLineOf("master token file", *masterFile); err != nil {
+			return err
+		}
+	default:
 		master = os.Getenv("SKS_MASTER_TOKEN")
 	}
 	if master == "" {
-		return errors.New("usage: sks obtain-token <master token> --server-url=URL (or set SKS_MASTER_TOKEN)")
+		fs.Usage()
+		return errors.New("no master token: give --master-file FILE or set SKS_MASTER_TOKEN")
 	}
 	req := jwtauth.TokenRequest{Type: *typ, Sub: *sub, TTL: jwtauth.TTL{Duration: *ttl}}
 	resp, err := jwtauth.ObtainToken(ctx, master, *serverURL, req, nil)

@@ -48,6 +48,9 @@ type Config struct {
 	Demo bool `toml:"demo"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `toml:"log_level"`
+	// LogFormat is text (logfmt-style key=value, the default) or json (one
+	// JSON object a line, for log collectors).
+	LogFormat string `toml:"log_format"`
 	// MaxConcurrentLogins bounds logins running at once across all modules, so
 	// slow backends cannot exhaust the process. Default 64.
 	MaxConcurrentLogins int `toml:"max_concurrent_logins"`
@@ -324,23 +327,25 @@ func Parse(r io.Reader) (*Config, error) {
 			return nil, fmt.Errorf("module %s: %w", name, err)
 		}
 		if t.Type == "" {
-			return nil, fmt.Errorf("module %s: missing type (one of pam, ldap, kerberos, static)", name)
+			return nil, ProblemList{{Key: []string{"modules", name}, Msg: fmt.Sprintf("module %s: missing type (one of pam, ldap, kerberos, static)", name)}}
 		}
 		c.Modules[name] = ModuleSpec{Name: name, Type: t.Type, prim: p, md: &c.md}
 	}
-	var unknown []string
+	var unknown ProblemList
 	for _, k := range md.Undecoded() {
 		if len(k) > 0 && k[0] == "modules" {
 			continue
 		}
-		unknown = append(unknown, k.String())
+		unknown = append(unknown, Problem{Key: k, Msg: fmt.Sprintf("unknown setting %s in configuration", k.String())})
 	}
-	if len(unknown) > 0 {
-		sort.Strings(unknown)
-		return nil, fmt.Errorf("unknown setting %s in configuration", strings.Join(unknown, ", "))
-	}
+	sort.Slice(unknown, func(i, j int) bool { return unknown[i].Msg < unknown[j].Msg })
 	c.fill()
-	return &c, c.Validate()
+	// Every problem at once: unknown settings and invalid values.
+	var pl ProblemList
+	if errors.As(c.Validate(), &pl) {
+		unknown = append(unknown, pl...)
+	}
+	return &c, unknown.orNil()
 }
 
 // Load reads and parses the file at path.
@@ -418,46 +423,115 @@ func (c *Config) fill() {
 
 // Validate checks settings that do not depend on other files.
 func (c *Config) Validate() error {
-	var errs []error
+	var errs ProblemList
+	add := func(key []string, format string, args ...any) {
+		errs = append(errs, Problem{Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:
-		errs = append(errs, fmt.Errorf("log_level %q: use debug, info, warn or error", c.LogLevel))
+		add([]string{"log_level"}, "log_level %q: use debug, info, warn or error", c.LogLevel)
 	}
-	for name, r := range c.Realms {
+	switch strings.ToLower(c.LogFormat) {
+	case "", "text", "json":
+	default:
+		add([]string{"log_format"}, "log_format %q: use text or json", c.LogFormat)
+	}
+	if c.Tokens.Redis != nil && c.DataDir != "" {
+		add([]string{"data_dir"}, "data_dir %q (or -d) is not used when [tokens.redis] is set: tokens live in Redis; remove one of them", c.DataDir)
+	}
+	realms := make([]string, 0, len(c.Realms))
+	for name := range c.Realms {
+		realms = append(realms, name)
+	}
+	sort.Strings(realms)
+	for _, name := range realms {
+		r := c.Realms[name]
 		if r.MaxSessions < 0 || r.MaxSessions > MaxSessionsLimit {
-			errs = append(errs, fmt.Errorf("realm %s: max_sessions = %d; use 1 (strict supersede, the default) up to %d", name, r.MaxSessions, MaxSessionsLimit))
+			add([]string{"realms", name, "max_sessions"}, "realm %s: max_sessions = %d; use 1 (strict supersede, the default) up to %d", name, r.MaxSessions, MaxSessionsLimit)
 		}
 		if r.Default != "" && len(r.Modules) > 0 && !contains(r.Modules, r.Default) {
-			errs = append(errs, fmt.Errorf("realm %s: default module %q is not in its modules list", name, r.Default))
+			add([]string{"realms", name, "default"}, "realm %s: default module %q is not in its modules list", name, r.Default)
 		}
 		for _, m := range r.Modules {
-			if _, ok := c.Modules[m]; !ok && !strings.EqualFold(m, "pam") {
-				errs = append(errs, fmt.Errorf("realm %s: module %q has no [modules.%s] section", name, m, m))
+			if !c.HasModule(m) {
+				add([]string{"realms", name, "modules"}, "realm %s: module %q has no [modules.%s] section", name, m, m)
 			}
 		}
 	}
 	if _, err := clientaddr.ParsePrefixes("http: trusted_proxies", c.HTTP.TrustedProxies); err != nil {
-		errs = append(errs, err)
+		add([]string{"http", "trusted_proxies"}, "%v", err)
 	}
 	for name, r := range c.Realms {
 		if _, err := clientaddr.ParsePrefixes("realm "+name+": relays", r.Relays); err != nil {
-			errs = append(errs, err)
+			add([]string{"realms", name, "relays"}, "%v", err)
 		}
 	}
 	if w := c.Web; w.Enabled {
 		if !strings.HasPrefix(w.LoginPath, "/") || strings.HasPrefix(w.LoginPath, "//") {
-			errs = append(errs, fmt.Errorf("web: login_path %q must be a path starting with one /", w.LoginPath))
+			add([]string{"web", "login_path"}, "web: login_path %q must be a path starting with one /", w.LoginPath)
 		}
 		switch w.LoginPath {
-		case "/forward_auth", "/logout", "/account", "/valid", "/auth_token", "/version", "/sessions", "/revoke_all", "/revoke_sessions":
-			errs = append(errs, fmt.Errorf("web: login_path %q is taken by another endpoint", w.LoginPath))
+		case "/forward_auth", "/logout", "/account", "/valid", "/auth_token", "/version", "/sessions", "/revoke_all", "/revoke_sessions", "/healthz", "/readyz", "/metrics", "/session", "/unban":
+			add([]string{"web", "login_path"}, "web: login_path %q is taken by another endpoint", w.LoginPath)
 		}
 		if !validCookieName(w.CookieName) {
-			errs = append(errs, fmt.Errorf("web: cookie_name %q: use letters, digits, - and _", w.CookieName))
+			add([]string{"web", "cookie_name"}, "web: cookie_name %q: use letters, digits, - and _", w.CookieName)
 		}
 	}
-	return errors.Join(errs...)
+	return errs.orNil()
+}
+
+// ValidateModules checks that every default module names a module this
+// configuration provides (Validate cannot: programs may add modules after
+// parsing, as the demo realm does). The server runs it before starting, so
+// that "-default foo" is refused instead of answering every login 403.
+func (c *Config) ValidateModules() error {
+	var errs ProblemList
+	if !c.HasModule(c.DefaultModule) {
+		errs = append(errs, Problem{Key: []string{"default_module"}, Msg: fmt.Sprintf("default_module %q (or -default): no such login module; use pam or the name of a [modules.NAME] section (%s)", c.DefaultModule, c.moduleList())})
+	}
+	realms := make([]string, 0, len(c.Realms))
+	for name := range c.Realms {
+		realms = append(realms, name)
+	}
+	sort.Strings(realms)
+	for _, name := range realms {
+		r := c.Realms[name]
+		if r.Default != "" && !c.HasModule(r.Default) && (len(r.Modules) == 0 || contains(r.Modules, r.Default)) {
+			errs = append(errs, Problem{Key: []string{"realms", name, "default"}, Msg: fmt.Sprintf("realm %s: default module %q: no such login module; use pam or the name of a [modules.NAME] section (%s)", name, r.Default, c.moduleList())})
+		}
+	}
+	return errs.orNil()
+}
+
+// HasModule reports whether name is a login module this configuration
+// provides: "pam" (always, as the implicit PAM module), a [modules.NAME]
+// section, or "demo" with the demo realm. Names match case-insensitively,
+// as module= does.
+func (c *Config) HasModule(name string) bool {
+	if strings.EqualFold(name, "pam") || c.Demo && strings.EqualFold(name, "demo") {
+		return true
+	}
+	for m := range c.Modules {
+		if strings.EqualFold(m, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// moduleList names the available modules for messages.
+func (c *Config) moduleList() string {
+	names := []string{"pam"}
+	for m := range c.Modules {
+		names = append(names, m)
+	}
+	if c.Demo {
+		names = append(names, "demo")
+	}
+	sort.Strings(names[1:])
+	return "configured: " + strings.Join(names, ", ")
 }
 
 func validCookieName(s string) bool {

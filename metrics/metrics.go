@@ -22,6 +22,7 @@ var Paths = []string{
 	"/valid", "/revoke", "/replace", "/auth_token", "/pam_token", "/stored_token",
 	"/gen_key", "/get_key", "/create_group", "/mod_group", "/group_hash", "/jwt",
 	"/version", "/metrics", "/token", "/jwks.json", "/.well-known/jwks.json",
+	"/healthz", "/readyz",
 }
 
 // Options configures Metrics.

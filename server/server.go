@@ -269,6 +269,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.listSessions(&q)
 	case "/revoke_sessions":
 		s.revokeSessions(&q)
+	case "/session":
+		s.sessionInfo(&q)
 	default:
 		reply(w, http.StatusNotFound, "")
 	}
@@ -558,7 +560,9 @@ func (s *Server) doLogin(ctx context.Context, realm, moduleName, user, pwd, clie
 		}
 	}
 	if rerr != nil {
-		log.Info("login refused", "module", moduleName, "reason", rerr.Error())
+		// A realm or module the configuration does not provide: the
+		// administrator's to fix (or a client's typo), so WARN.
+		log.Warn("login refused", "module", moduleName, "reason", rerr.Error())
 		s.afterLogin(realm, client, relay, account, moduleName, false, nil, 0)
 		return forbidden
 	}

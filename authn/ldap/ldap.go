@@ -214,7 +214,7 @@ func (l *LDAP) login(ctx context.Context, c *conn, user, password string) (authn
 		})
 		switch {
 		case goldap.IsErrorWithCode(err, goldap.LDAPResultSizeLimitExceeded):
-			l.log.Debug("login failed: user filter matches several entries", "user", user)
+			l.log.Warn("login failed: user_filter matches several entries; make it match exactly one (e.g. add objectClass or narrow base_dn)", "user", user)
 			return authn.Identity{}, false, nil
 		case err != nil:
 			return authn.Identity{}, false, l.fail(c, "user search", err)
@@ -222,7 +222,7 @@ func (l *LDAP) login(ctx context.Context, c *conn, user, password string) (authn
 			l.log.Debug("login failed: no such user", "user", user)
 			return authn.Identity{}, false, nil
 		case len(res.Entries) > 1:
-			l.log.Debug("login failed: user filter matches several entries", "user", user, "count", len(res.Entries))
+			l.log.Warn("login failed: user_filter matches several entries; make it match exactly one (e.g. add objectClass or narrow base_dn)", "user", user, "count", len(res.Entries))
 			return authn.Identity{}, false, nil
 		}
 		entry = res.Entries[0]

@@ -73,6 +73,9 @@ type PAM struct {
 	cfg Config
 	sem chan struct{}
 	log *slog.Logger
+	// noShadow: the stack uses pam_unix and /etc/shadow is unreadable, so
+	// refusals are likely this process's lack of privilege.
+	noShadow bool
 }
 
 var _ authn.Module = (*PAM)(nil)
@@ -85,7 +88,15 @@ func Open(cfg Config, log *slog.Logger) (*PAM, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &PAM{cfg: cfg, sem: make(chan struct{}, cfg.MaxConcurrent), log: log.With("module", "pam", "service", cfg.Service)}, nil
+	p := &PAM{cfg: cfg, sem: make(chan struct{}, cfg.MaxConcurrent), log: log.With("module", "pam", "service", cfg.Service)}
+	if UsesPamUnix(cfg.Dir, cfg.Service) {
+		if err := CheckShadow(); err != nil {
+			p.noShadow = true
+			p.log.Warn("pam service uses pam_unix but this process cannot read "+ShadowFile+": every other user's correct password will be refused as wrong",
+				"uid", os.Geteuid(), "fix", ShadowFix)
+		}
+	}
+	return p, nil
 }
 
 // Service returns the PAM service name.
@@ -153,6 +164,7 @@ func (p *PAM) login(username, password string) (authn.Identity, bool, error) {
 		tx, err = pam.StartConfDir(p.cfg.Service, username, conv, p.cfg.Dir)
 	}
 	if err != nil {
+		p.log.Warn("pam system error", "step", "start", "pam_error", err.Error())
 		return authn.Identity{}, false, fmt.Errorf("pam: cannot start transaction: %w", err)
 	}
 	defer tx.End()
@@ -184,11 +196,23 @@ func (p *PAM) classify(step, username string, err error) (authn.Identity, bool, 
 		switch pe {
 		case pam.ErrAuth, pam.ErrUserUnknown, pam.ErrMaxtries, pam.ErrAcctExpired,
 			pam.ErrNewAuthtokReqd, pam.ErrPermDenied, pam.ErrCredInsufficient, pam.ErrCredExpired:
-			p.log.Debug("pam login refused", "step", step, "reason", pe.Error())
+			if p.noShadow && pe == pam.ErrAuth {
+				p.log.Warn("pam login refused, possibly only because this process cannot read "+ShadowFile, "step", step, "reason", pe.Error(), "fix", ShadowFix)
+			} else {
+				p.log.Debug("pam login refused", "step", step, "reason", pe.Error())
+			}
 			return authn.Identity{}, false, nil
 		case pam.ErrAuthinfoUnavail:
+			if p.noShadow {
+				p.log.Warn("pam system error, likely because this process cannot read "+ShadowFile, "step", step, "pam_error", pe.Error(), "code", int(pe), "fix", ShadowFix)
+			} else {
+				p.log.Warn("pam system error", "step", step, "pam_error", pe.Error(), "code", int(pe))
+			}
 			return authn.Identity{}, false, fmt.Errorf("pam %s: %w: %w", step, err, authn.ErrUnavailable)
 		}
 	}
+	// Not a verdict on the password: a broken stack, a missing module, a
+	// helper that failed. PAM's own text says which.
+	p.log.Warn("pam system error", "step", step, "pam_error", err.Error())
 	return authn.Identity{}, false, fmt.Errorf("pam %s: %w", step, err)
 }
