@@ -201,7 +201,10 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 			HttpOnly: true, Secure: h.secure(r), SameSite: http.SameSiteStrictMode})
 		log.Info("web login", "token", short(tok))
 		w.Header().Set("Cache-Control", "no-store")
-		http.Redirect(w, r, returnTo, http.StatusSeeOther)
+		// Not http.Redirect: it cleans paths ("//" -> "/", "/./" -> "/"),
+		// and return_to must come back exactly as the browser first asked.
+		w.Header().Set("Location", returnTo)
+		w.WriteHeader(http.StatusSeeOther)
 		return
 	}
 	msg, code := "Sign-in failed. Check your user name and password.", http.StatusForbidden
