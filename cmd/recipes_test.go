@@ -26,6 +26,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -320,4 +321,79 @@ func TestRecipeCyphernode(t *testing.T) {
 	if body := runRecipe(t, client, "KEY="+wrong); !strings.Contains(body, "missing or wrong credential") {
 		t.Errorf("with a wrong key: %q, want a refusal", body)
 	}
+}
+
+// TestIntegrationJWTKeyReloadOnSIGHUP: the key file at signing_key is
+// replaced and the real binary gets SIGHUP: the JWKS then lists the new
+// key first and still the old one, /jwt signs with the new key, and a
+// token signed before the rotation still verifies with the JWKS.
+func TestIntegrationJWTKeyReloadOnSIGHUP(t *testing.T) {
+	testrig.Require(t, "openssl")
+	dir := t.TempDir()
+	key := filepath.Join(dir, "jwt.key")
+	genKey := func(path string) {
+		t.Helper()
+		testrig.Run(t, nil, "openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", path)
+		if err := os.Chmod(path, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	genKey(key)
+	cfg := writeFile(t, dir, "sks.toml", fmt.Sprintf("[jwt]\nsigning_key = %q\nissuer = \"sks-test\"\n", key), 0o600)
+	data := filepath.Join(dir, "data")
+	proc, base := startSKS(t, "-c", cfg, "-d", data, "-demo")
+	pw, err := os.ReadFile(filepath.Join(data, "demo-password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	session := demoLogin(t, base, strings.TrimSpace(string(pw)))
+	sessionJWT := func() string {
+		t.Helper()
+		status, body := get(t, base, "/jwt?realm=demo&token="+url.QueryEscape(session))
+		if status != 200 {
+			t.Fatalf("GET /jwt: %d %q", status, body)
+		}
+		return strings.TrimSpace(body)
+	}
+	kidOf := func(tok string) string {
+		t.Helper()
+		tk, _, err := jwt.NewParser().ParseUnverified(tok, jwt.MapClaims{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kid, _ := tk.Header["kid"].(string)
+		return kid
+	}
+	old := sessionJWT()
+	oldKid := kidOf(old)
+
+	genKey(key + ".new")
+	if err := os.Rename(key+".new", key); err != nil {
+		t.Fatal(err)
+	}
+	if err := proc.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var kids []string
+	for {
+		kids = kids[:0]
+		for _, k := range jwks(t, base).Keys {
+			kids = append(kids, k.KeyID)
+		}
+		if len(kids) == 2 && kids[1] == oldKid {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("JWKS kids %v 10 s after SIGHUP, want a new key then %s", kids, oldKid)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	fresh := sessionJWT()
+	if kidOf(fresh) != kids[0] || kids[0] == oldKid {
+		t.Errorf("after SIGHUP /jwt signs with kid %s, want the new key %s", kidOf(fresh), kids[0])
+	}
+	set := jwks(t, base)
+	verifyWithJWKS(t, fresh, set, "sks-test")
+	verifyWithJWKS(t, old, set, "sks-test")
 }
