@@ -201,10 +201,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 			HttpOnly: true, Secure: h.secure(r), SameSite: http.SameSiteStrictMode})
 		log.Info("web login", "token", short(tok))
 		w.Header().Set("Cache-Control", "no-store")
-		// Not http.Redirect: it cleans paths ("//" -> "/", "/./" -> "/"),
-		// and return_to must come back exactly as the browser first asked.
-		w.Header().Set("Location", returnTo)
-		w.WriteHeader(http.StatusSeeOther)
+		seeOther(w, returnTo)
 		return
 	}
 	msg, code := "Sign-in failed. Check your user name and password.", http.StatusForbidden
@@ -286,5 +283,5 @@ func (h *Handler) Logout(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, target, http.StatusSeeOther)
+	seeOther(w, target)
 }

@@ -44,3 +44,12 @@ func (h *Handler) loginLocation(r *http.Request, realm string) string {
 	// happens to give the same order.
 	return h.cfg.LoginPath + "?" + q.Encode()
 }
+
+// seeOther redirects to target, a return_to that safeReturn accepted (or
+// the login page), exactly as given. Not http.Redirect: it cleans paths
+// ("//" to "/", "/./" to "/"), and a return_to must come back as the
+// browser first asked for it.
+func seeOther(w http.ResponseWriter, target string) {
+	w.Header().Set("Location", target)
+	w.WriteHeader(http.StatusSeeOther)
+}

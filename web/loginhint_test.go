@@ -77,3 +77,13 @@ func TestLoginRedirectKeepsPath(t *testing.T) {
 		t.Errorf("after login: %d to %q, want 303 to %q", w.Code, w.Header().Get("Location"), target)
 	}
 }
+
+// TestLogoutRedirectKeepsPath: the same for return_to after signing out.
+func TestLogoutRedirectKeepsPath(t *testing.T) {
+	rg := newRig(t, conf.Web{DefaultRealm: "demo"})
+	target := "/bye//x/./y?q=%2F&r=1"
+	w := post(http.HandlerFunc(rg.h.Logout), "/logout", url.Values{"realm": {"demo"}, "return_to": {target}})
+	if w.Code != http.StatusSeeOther || w.Header().Get("Location") != target {
+		t.Errorf("after logout: %d to %q, want 303 to %q", w.Code, w.Header().Get("Location"), target)
+	}
+}
