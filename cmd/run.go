@@ -31,6 +31,7 @@ func commands() map[string]command {
 		"generate-secret": {"print a strong random secret (a master token)", runGenerateSecret},
 		"obtain-token":    {"mint a JWT from a server with the master token", runObtainToken},
 		"token":           {"mint a JWT offline from the configured signing key", runOfflineToken},
+		"jwks-key":        {"print the signing key's public JWK, or -raw for ClusterCockpit", runJWKSKey},
 		"apikey":          {"manage HMAC API keys: apikey new <id>", runAPIKey},
 		"migrate":         {"copy a token store between badger and Redis", runMigrate},
 		"login":           {"log in (password asked on the terminal) and keep the session token", runLogin},

@@ -413,6 +413,9 @@ func Serve(ctx context.Context, cfg *conf.Config, stdout io.Writer, log *slog.Lo
 						log.Info("tls certificate reloaded")
 					}
 				}
+				// JWT signing key, retired keys and master token; a broken
+				// file keeps the previous keys (Reload logs why).
+				issuer.Reload()
 				daemon.SdNotify(false, daemon.SdNotifyReady)
 				continue
 			}

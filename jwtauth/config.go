@@ -68,6 +68,13 @@ type Config struct {
 	// (cyphernode's keys.properties). It must not be readable by group or
 	// others. Empty disables API keys.
 	APIKeysFile string `toml:"api_keys_file"`
+	// Claims maps roles (LDAP groups, static roles) to extra claims of
+	// session JWTs, e.g. Temporal's permissions; see RoleClaims. It applies
+	// to realms without a RealmClaims entry, and to sks token -roles.
+	Claims RoleClaims `toml:"claims"`
+	// RealmClaims maps a realm name to its own RoleClaims, used instead of
+	// Claims for that realm's sessions ([jwt.realm_claims.<realm>]).
+	RealmClaims map[string]RoleClaims `toml:"realm_claims"`
 	// HMACMaxAhead is how far in the future an API-key token's exp may be;
 	// tokens valid for longer are refused, which bounds replay memory.
 	// Default 60s.

@@ -46,3 +46,37 @@ func TestExampleTOML(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// claimsTOML is the roles-to-claims example of the README.
+const claimsTOML = `
+[jwt.claims]                       # every realm without its own table below
+permissions = { "temporal-admins" = ["temporal-system:admin"], "*" = ["default:read"] }
+[jwt.realm_claims.corp]            # realm corp: used instead of [jwt.claims]
+permissions = { "staff" = ["temporal-system:admin"], "devs" = ["default:read", "default:write"] }
+`
+
+func TestClaimsTOML(t *testing.T) {
+	var doc struct {
+		JWT Config `toml:"jwt"`
+	}
+	md, err := toml.Decode(claimsTOML, &doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := md.Undecoded(); len(u) > 0 {
+		t.Fatalf("undecoded keys %v", u)
+	}
+	m, err := newClaimMap(doc.JWT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.forSession("other", []string{"temporal-admins"}); len(got["permissions"].([]string)) != 2 {
+		t.Errorf("realm other, temporal-admins: %v", got)
+	}
+	if got := m.forSession("corp", []string{"devs"}); len(got["permissions"].([]string)) != 2 {
+		t.Errorf("realm corp, devs: %v", got)
+	}
+	if got := m.forSession("corp", []string{"temporal-admins"}); got != nil {
+		t.Errorf("realm corp inherits [jwt.claims]: %v", got)
+	}
+}

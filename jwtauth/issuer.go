@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -64,6 +65,20 @@ type pubKey struct {
 	jwk       jose.JSONWebKey
 	alg       jose.SignatureAlgorithm
 	retiredAt time.Time // zero for the active key
+	// rotated marks a former signing key kept in memory after a Reload
+	// replaced it (not listed in retired_keys); it is carried over to the
+	// next Reload while it is still published.
+	rotated bool
+}
+
+// keyring is what Open and Reload read from files: the signer, the
+// published keys and the master token. It is replaced as a whole, so a
+// request sees either the old or the new keys, never a mix.
+type keyring struct {
+	signer jose.Signer // nil without a signing key
+	active *pubKey     // keys[0] when signer is set
+	keys   []pubKey    // active first, then retired in config order, then rotated
+	master *[sha256.Size]byte
 }
 
 // Issuer signs tokens, serves the JWKS and checks machine credentials.
@@ -75,14 +90,13 @@ type pubKey struct {
 type Issuer struct {
 	cfg    Config
 	log    *slog.Logger
-	signer jose.Signer // nil without a signing key
-	active *pubKey
-	keys   []pubKey // active first, then retired in config order
-	master *[sha256.Size]byte
+	ring   atomic.Pointer[keyring]
 	api    *APIKeys
+	claims *claimMap
 
-	mu  sync.RWMutex
-	now func() time.Time
+	reloadMu sync.Mutex // one Reload at a time
+	mu       sync.RWMutex
+	now      func() time.Time
 }
 
 // Open checks cfg, loads the keys and credential files it names and returns
@@ -97,6 +111,34 @@ func Open(cfg Config, log *slog.Logger) (*Issuer, error) {
 	}
 	cfg = cfg.withDefaults()
 	i := &Issuer{cfg: cfg, log: log.With("module", "jwt"), now: time.Now}
+	cm, err := newClaimMap(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("jwt configuration: %w", err)
+	}
+	i.claims = cm
+	ring, err := i.loadKeyring()
+	if err != nil {
+		return nil, err
+	}
+	i.ring.Store(ring)
+	if ring.active != nil {
+		i.log.Info("jwt signing key loaded", "alg", ring.active.alg, "kid", ring.active.jwk.KeyID)
+	}
+	if cfg.APIKeysFile != "" {
+		a, err := LoadAPIKeys(cfg.APIKeysFile, cfg.HMACMaxAhead.Duration, i.log)
+		if err != nil {
+			return nil, err
+		}
+		i.api = a
+	}
+	return i, nil
+}
+
+// loadKeyring reads the signing key, the retired keys and the master token
+// named by i.cfg.
+func (i *Issuer) loadKeyring() (*keyring, error) {
+	cfg := i.cfg
+	r := &keyring{}
 	seen := map[string]bool{}
 	if cfg.SigningKey != "" {
 		priv, err := loadPrivateKey(cfg.SigningKey, cfg.SigningKeyPassphrase)
@@ -111,16 +153,14 @@ func Open(cfg Config, log *slog.Logger) (*Issuer, error) {
 		if cfg.Algorithm != "" && cfg.Algorithm != string(alg) {
 			return nil, fmt.Errorf("signing key is a %s key but algorithm is %s", alg, cfg.Algorithm)
 		}
-		i.signer, err = jose.NewSigner(
+		r.signer, err = jose.NewSigner(
 			jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: priv, KeyID: jwk.KeyID, Algorithm: string(alg)}},
 			(&jose.SignerOptions{}).WithType("JWT"))
 		if err != nil {
 			return nil, fmt.Errorf("cannot create signer: %w", err)
 		}
-		i.keys = append(i.keys, pubKey{jwk: jwk, alg: alg})
-		i.active = &i.keys[0]
+		r.keys = append(r.keys, pubKey{jwk: jwk, alg: alg})
 		seen[jwk.KeyID] = true
-		i.log.Info("jwt signing key loaded", "alg", alg, "kid", jwk.KeyID)
 	}
 	for n, rk := range cfg.RetiredKeys {
 		pub, err := loadPublicKey(rk.PublicKey)
@@ -136,10 +176,10 @@ func Open(cfg Config, log *slog.Logger) (*Issuer, error) {
 			continue
 		}
 		seen[jwk.KeyID] = true
-		i.keys = append(i.keys, pubKey{jwk: jwk, alg: jose.SignatureAlgorithm(jwk.Algorithm), retiredAt: rk.RetiredAt})
+		r.keys = append(r.keys, pubKey{jwk: jwk, alg: jose.SignatureAlgorithm(jwk.Algorithm), retiredAt: rk.RetiredAt})
 	}
-	if i.active != nil {
-		i.active = &i.keys[0] // keys may have been reallocated
+	if r.signer != nil {
+		r.active = &r.keys[0]
 	}
 	if cfg.MasterTokenFile != "" {
 		b, err := secretfile.Read(expandHome(cfg.MasterTokenFile))
@@ -155,16 +195,57 @@ func Open(cfg Config, log *slog.Logger) (*Issuer, error) {
 			i.log.Warn("master token is short; sks generate-secret makes a strong one", "length", len(tok))
 		}
 		d := sha256.Sum256([]byte(tok))
-		i.master = &d
+		r.master = &d
 	}
-	if cfg.APIKeysFile != "" {
-		a, err := LoadAPIKeys(cfg.APIKeysFile, cfg.HMACMaxAhead.Duration, i.log)
-		if err != nil {
-			return nil, err
+	return r, nil
+}
+
+// Reload rereads the signing key, the retired keys and the master token
+// from the files the configuration names (cmd/serve calls it on SIGHUP, as
+// for the TLS material). A signing key that changed starts signing at
+// once; the former one stays in the JWKS, and keeps verifying, for max_ttl
+// from now, so tokens it signed stay valid until they expire (list it in
+// retired_keys to keep it across a restart). On any error the previous
+// keys stay in use and the error is returned.
+func (i *Issuer) Reload() error {
+	i.reloadMu.Lock()
+	defer i.reloadMu.Unlock()
+	old := i.ring.Load()
+	r, err := i.loadKeyring()
+	if err != nil {
+		i.log.Warn("keeping previous jwt keys", "err", err)
+		return fmt.Errorf("cannot reload jwt keys: %w", err)
+	}
+	now := i.clock()
+	have := map[string]bool{}
+	for _, k := range r.keys {
+		have[k.jwk.KeyID] = true
+	}
+	var carried []pubKey
+	if old.active != nil && !have[old.active.jwk.KeyID] {
+		k := *old.active
+		k.retiredAt, k.rotated = now, true
+		carried = append(carried, k)
+		have[k.jwk.KeyID] = true
+		i.log.Info("jwt signing key rotated; the former key stays published", "old_kid", k.jwk.KeyID, "until", now.Add(i.cfg.MaxTTL.Duration))
+	}
+	for _, k := range old.keys {
+		if k.rotated && !have[k.jwk.KeyID] && i.published(&k, now) {
+			carried = append(carried, k)
+			have[k.jwk.KeyID] = true
 		}
-		i.api = a
 	}
-	return i, nil
+	r.keys = append(r.keys, carried...)
+	if r.signer != nil {
+		r.active = &r.keys[0] // keys may have been reallocated
+	}
+	i.ring.Store(r)
+	kid := ""
+	if r.active != nil {
+		kid = r.active.jwk.KeyID
+	}
+	i.log.Info("jwt keys reloaded", "kid", kid, "published", len(r.keys))
+	return nil
 }
 
 // SetClock replaces the clock (time.Now) of the Issuer and its API keys; for
@@ -185,14 +266,14 @@ func (i *Issuer) clock() time.Time {
 }
 
 // Enabled reports whether a signing key is configured.
-func (i *Issuer) Enabled() bool { return i != nil && i.signer != nil }
+func (i *Issuer) Enabled() bool { return i != nil && i.ring.Load().signer != nil }
 
 // KeyID returns the kid of the active signing key, or "" without one.
 func (i *Issuer) KeyID() string {
-	if i.active == nil {
-		return ""
+	if a := i.ring.Load().active; a != nil {
+		return a.jwk.KeyID
 	}
-	return i.active.jwk.KeyID
+	return ""
 }
 
 // APIKeys returns the HMAC API keys, or nil when api_keys_file is not set.
@@ -207,7 +288,8 @@ var reserved = map[string]bool{"iss": true, "sub": true, "aud": true, "exp": tru
 // not set iss, sub, aud, exp, nbf, iat or jti. It returns the token and its
 // expiry.
 func (i *Issuer) Mint(sub string, claims map[string]any, ttl time.Duration) (string, time.Time, error) {
-	if !i.Enabled() {
+	ring := i.ring.Load()
+	if ring.signer == nil {
 		return "", time.Time{}, ErrNoSigningKey
 	}
 	if ttl == 0 {
@@ -217,7 +299,7 @@ func (i *Issuer) Mint(sub string, claims map[string]any, ttl time.Duration) (str
 		return "", time.Time{}, fmt.Errorf("%w: lifetime %s is negative", ErrInvalidClaims, ttl)
 	}
 	if ttl > i.cfg.MaxTTL.Duration {
-		return "", time.Time{}, fmt.Errorf("%w: %s is longer than %s", ErrTTLTooLong, ttl, i.cfg.MaxTTL.Duration)
+		return "", time.Time{}, fmt.Errorf("%w: %s is longer than %s (raise [jwt] max_ttl to allow it, e.g. max_ttl = \"8760h\" for OPAL's default of 365 days)", ErrTTLTooLong, ttl, i.cfg.MaxTTL.Duration)
 	}
 	for k := range claims {
 		if reserved[k] {
@@ -235,7 +317,7 @@ func (i *Issuer) Mint(sub string, claims map[string]any, ttl time.Duration) (str
 		Expiry:    jwt.NewNumericDate(exp),
 		ID:        base64.RawURLEncoding.EncodeToString(randomBytes(16)),
 	}
-	b := jwt.Signed(i.signer).Claims(std)
+	b := jwt.Signed(ring.signer).Claims(std)
 	if len(claims) > 0 {
 		b = b.Claims(maps.Clone(claims))
 	}
@@ -246,19 +328,25 @@ func (i *Issuer) Mint(sub string, claims map[string]any, ttl time.Duration) (str
 	if len(tok) > MaxTokenBytes {
 		return "", time.Time{}, fmt.Errorf("%w: %d bytes with these claims, at most %d", ErrTokenTooLarge, len(tok), MaxTokenBytes)
 	}
-	i.log.Debug("jwt issued", "sub", sub, "jti", std.ID, "exp", exp, "kid", i.active.jwk.KeyID)
+	i.log.Debug("jwt issued", "sub", sub, "jti", std.ID, "exp", exp, "kid", ring.active.jwk.KeyID)
 	return tok, exp, nil
 }
 
 // SessionJWT signs a short-lived (session_ttl) token describing a session:
 // sub, realm, roles, source and sid (pass a short hash of the session
-// token, never the token), plus iat, nbf, exp, jti and the configured iss
-// and aud. It returns the token and its expiry.
+// token, never the token), the claims [jwt.claims] or
+// [jwt.realm_claims.<realm>] map the roles to, plus iat, nbf, exp, jti and
+// the configured iss and aud. It returns the token and its expiry.
 func (i *Issuer) SessionJWT(sub, realm, source, sid string, roles []string) (string, time.Time, error) {
 	if roles == nil {
 		roles = []string{}
 	}
-	return i.Mint(sub, map[string]any{"realm": realm, "source": source, "sid": sid, "roles": roles}, i.cfg.SessionTTL.Duration)
+	claims := i.claims.forSession(realm, roles)
+	if claims == nil {
+		claims = map[string]any{}
+	}
+	claims["realm"], claims["source"], claims["sid"], claims["roles"] = realm, source, sid, roles
+	return i.Mint(sub, claims, i.cfg.SessionTTL.Duration)
 }
 
 // Claims are the verified contents of a token signed by this server.
@@ -295,9 +383,10 @@ func (i *Issuer) Verify(token string) (*Claims, error) {
 	h := t.Headers[0]
 	now := i.clock()
 	var key *pubKey
-	for n := range i.keys {
-		if i.keys[n].jwk.KeyID == h.KeyID && i.published(&i.keys[n], now) {
-			key = &i.keys[n]
+	keys := i.ring.Load().keys
+	for n := range keys {
+		if keys[n].jwk.KeyID == h.KeyID && i.published(&keys[n], now) {
+			key = &keys[n]
 			break
 		}
 	}
@@ -362,9 +451,10 @@ func (i *Issuer) published(k *pubKey, now time.Time) bool {
 func (i *Issuer) JWKS() jose.JSONWebKeySet {
 	now := i.clock()
 	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{}}
-	for n := range i.keys {
-		if i.published(&i.keys[n], now) {
-			set.Keys = append(set.Keys, i.keys[n].jwk)
+	keys := i.ring.Load().keys
+	for n := range keys {
+		if i.published(&keys[n], now) {
+			set.Keys = append(set.Keys, keys[n].jwk)
 		}
 	}
 	return set
@@ -395,11 +485,12 @@ func (i *Issuer) JWKSHandler() http.Handler {
 // checkMaster compares tok with the master token in constant time: both are
 // hashed first, so neither content nor length leaks through timing.
 func (i *Issuer) checkMaster(tok string) bool {
-	if i.master == nil {
+	master := i.ring.Load().master
+	if master == nil {
 		return false
 	}
 	d := sha256.Sum256([]byte(tok))
-	return subtle.ConstantTimeCompare(d[:], i.master[:]) == 1
+	return subtle.ConstantTimeCompare(d[:], master[:]) == 1
 }
 
 // AdminAuth checks the request's "Authorization: Bearer" credential: the

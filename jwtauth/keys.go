@@ -315,3 +315,22 @@ func shortHash(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return fmt.Sprintf("%x", h[:4])
 }
+
+// LoadSigningKey reads cfg's signing key (a path or inline PEM, with its
+// passphrase) as Open does, and returns it with its published JWK (the kid
+// is the RFC 7638 thumbprint). For tools that print the public key in a
+// verifier's format.
+func LoadSigningKey(cfg Config) (crypto.Signer, jose.JSONWebKey, error) {
+	if cfg.SigningKey == "" {
+		return nil, jose.JSONWebKey{}, ErrNoSigningKey
+	}
+	priv, err := loadPrivateKey(cfg.SigningKey, cfg.SigningKeyPassphrase)
+	if err != nil {
+		return nil, jose.JSONWebKey{}, err
+	}
+	jwk, err := publicJWK(priv.Public())
+	if err != nil {
+		return nil, jose.JSONWebKey{}, fmt.Errorf("signing key: %w", err)
+	}
+	return priv, jwk, nil
+}

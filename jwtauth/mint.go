@@ -14,8 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"sks/httpcred"
 )
 
 // MaxMintBodyBytes bounds the JSON body of POST /token.
@@ -109,11 +107,26 @@ func parseTTL(s string) (time.Duration, error) {
 	return t.Duration, err
 }
 
-// TokenResponse is the JSON answer of POST /token.
+// TokenResponse is the JSON answer of POST /token: OPAL's AccessToken
+// (token, type, details) plus expires_at.
 type TokenResponse struct {
-	Token     string    `json:"token"`
-	Type      string    `json:"type"` // always "bearer", as OPAL answers
-	ExpiresAt time.Time `json:"expires_at"`
+	Token     string        `json:"token"`
+	Type      string        `json:"type"` // always "bearer", as OPAL answers
+	ExpiresAt time.Time     `json:"expires_at"`
+	Details   *TokenDetails `json:"details,omitempty"`
+}
+
+// TokenDetails is OPAL's TokenDetails: what the token was made for.
+type TokenDetails struct {
+	// ID is the token's subject (OPAL's request id).
+	ID string `json:"id"`
+	// Type is the peer type asked for ("client" unless given).
+	Type string `json:"type"`
+	// Expired is when the token expires (OPAL's name for it).
+	Expired time.Time `json:"expired"`
+	// Claims are the claims added to the token: peer_type and the
+	// request's claims.
+	Claims map[string]any `json:"claims"`
 }
 
 // dropTrailingCommas removes commas directly before } or ] outside strings.
@@ -194,11 +207,13 @@ func parseTokenRequest(body []byte) (*TokenRequest, error) {
 }
 
 // MintHandler serves POST /token for holders of the master token (OPAL's
-// secure mode): "Authorization: Bearer <master token>" and a TokenRequest
-// body (at most 64 KiB) give a TokenResponse. Answers: 401 without or with
-// a wrong master token (compared in constant time), 400 with a message for
-// a bad body or a ttl above max_ttl, 405 for other methods, 503 when no
-// signing key or no master token is configured.
+// secure mode) or of an HMAC API key (cyphernode's recipe; each API-key
+// token is accepted once): "Authorization: Bearer <credential>" and a
+// TokenRequest body (at most 64 KiB) give a TokenResponse. Answers: 401
+// without or with a wrong credential (compared in constant time), 400 with
+// a message for a bad body or a ttl above max_ttl, 405 for other methods,
+// 503 when no signing key, or neither master token nor API keys, are
+// configured.
 func (i *Issuer) MintHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
@@ -206,16 +221,16 @@ func (i *Issuer) MintHandler() http.Handler {
 			jsonError(w, http.StatusMethodNotAllowed, "method not allowed; use POST")
 			return
 		}
-		if i.master == nil || !i.Enabled() {
-			i.log.Warn("POST /token refused: jwt signing_key and master_token_file are both needed")
+		if (i.ring.Load().master == nil && i.api == nil) || !i.Enabled() {
+			i.log.Warn("POST /token refused: jwt signing_key and master_token_file or api_keys_file are needed")
 			jsonError(w, http.StatusServiceUnavailable, "token minting is not configured")
 			return
 		}
-		tok, ok := httpcred.Bearer(r)
-		if !ok || !i.checkMaster(tok) {
-			i.log.Info("POST /token refused: missing or wrong master token", "remote", r.RemoteAddr)
+		who, ok := i.AdminAuth(r)
+		if !ok {
+			i.log.Info("POST /token refused: missing or wrong master token or api key token", "remote", r.RemoteAddr)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sks"`)
-			jsonError(w, http.StatusUnauthorized, "missing or wrong master token")
+			jsonError(w, http.StatusUnauthorized, "missing or wrong credential: want the master token or an api key token")
 			return
 		}
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxMintBodyBytes))
@@ -238,7 +253,7 @@ func (i *Issuer) MintHandler() http.Handler {
 			jsonError(w, status, err.Error())
 			return
 		}
-		i.log.Info("token minted with master token", "remote", r.RemoteAddr, "type", req.Type, "token", shortHash(resp.Token), "expires_at", resp.ExpiresAt)
+		i.log.Info("token minted", "by", who, "remote", r.RemoteAddr, "type", req.Type, "token", shortHash(resp.Token), "expires_at", resp.ExpiresAt)
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		json.NewEncoder(w).Encode(resp)
@@ -265,7 +280,12 @@ func (i *Issuer) mintRequest(req *TokenRequest) (*TokenResponse, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &TokenResponse{Token: tok, Type: "bearer", ExpiresAt: exp.UTC()}, nil
+	typ := req.Type
+	if typ == "" {
+		typ = "client" // OPAL's default peer type
+	}
+	return &TokenResponse{Token: tok, Type: "bearer", ExpiresAt: exp.UTC(),
+		Details: &TokenDetails{ID: sub, Type: typ, Expired: exp.UTC(), Claims: claims}}, nil
 }
 
 func jsonError(w http.ResponseWriter, status int, msg string) {
@@ -322,9 +342,10 @@ func ObtainToken(ctx context.Context, master, serverURL string, req TokenRequest
 	return &tr, nil
 }
 
-// OfflineToken signs a token for user with roles straight from the key in
-// cfg, without a server (ClusterCockpit's `-jwt <user>`). ttl 0 means
-// max_ttl; longer than max_ttl is refused.
+// OfflineToken signs a token for user with roles, and the claims
+// [jwt.claims] maps them to, straight from the key in cfg, without a
+// server (ClusterCockpit's `-jwt <user>`). ttl 0 means max_ttl; longer
+// than max_ttl is refused.
 func OfflineToken(cfg Config, user string, roles []string, ttl time.Duration) (string, time.Time, error) {
 	cfg.MasterTokenFile, cfg.APIKeysFile = "", "" // not needed to sign
 	i, err := Open(cfg, slog.New(slog.DiscardHandler))
@@ -337,5 +358,10 @@ func OfflineToken(cfg Config, user string, roles []string, ttl time.Duration) (s
 	if roles == nil {
 		roles = []string{}
 	}
-	return i.Mint(user, map[string]any{"roles": roles}, ttl)
+	claims := i.claims.forSession("", roles)
+	if claims == nil {
+		claims = map[string]any{}
+	}
+	claims["roles"] = roles
+	return i.Mint(user, claims, ttl)
 }

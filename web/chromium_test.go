@@ -344,3 +344,27 @@ func TestLoginFlowInChromium(t *testing.T) {
 		}
 	}
 }
+
+// TestReturnURIInChromium: a browser sent to the login page from a URI with
+// "&", "%2F" and "%26" in its query comes back to exactly that URI after
+// signing in, through nginx with the docs/web.md snippet.
+func TestReturnURIInChromium(t *testing.T) {
+	testrig.Require(t, "chromium", "chromedriver", "nginx")
+	sks := testrig.StartSKS(t, webConfig)
+	front := startNginxLogin(t, sks.Addr)
+	wd := startWebDriver(t)
+	const uri = "/app/uri/report?from=1&to=2&path=%2Fetc%2Fx&q=a%26b"
+
+	wd.navigate(front + uri)
+	wd.waitPage("/login", "Sign in")
+	if got := wd.url().Query().Get("return_to"); got != uri {
+		t.Fatalf("login page return_to %q, want %q", got, uri)
+	}
+	wd.typeInto("#user", "demo")
+	wd.typeInto("#password", sks.DemoPassword)
+	wd.click(`form[action="/login"] button[type="submit"]`)
+	wd.waitPage("/app/uri/report", "uri="+uri)
+	if got := wd.url().RequestURI(); got != uri {
+		t.Errorf("browser at %q, want %q", got, uri)
+	}
+}

@@ -17,14 +17,16 @@ var (
 // ForwardAuth answers a reverse proxy's subrequest: 200 with identity
 // headers X-SKS-User, X-SKS-Realm, X-SKS-Roles (comma-separated) and
 // X-SKS-Source when the original request carries a current session token of
-// the realm (cookie or bearer), else 401. A store outage is 503, so the
-// proxy fails closed without logging users out.
+// the realm (cookie or bearer), else 401 with the login page to redirect to
+// in X-SKS-Login (see LoginHeader). A store outage is 503, so the proxy
+// fails closed without logging users out.
 func (h *Handler) ForwardAuth(w http.ResponseWriter, r *http.Request) {
 	hdr := w.Header()
 	hdr["Cache-Control"] = noStore
 	realm := h.realm(r)
 	tok, ok := h.token(r)
 	if !ok || !authn.Printable(realm, 256) {
+		hdr.Set(LoginHeader, h.loginLocation(r, realm))
 		w.WriteHeader(http.StatusUnauthorized)
 		return
 	}
@@ -35,6 +37,7 @@ func (h *Handler) ForwardAuth(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if st != tokens.Current {
+		hdr.Set(LoginHeader, h.loginLocation(r, realm))
 		w.WriteHeader(http.StatusUnauthorized)
 		return
 	}

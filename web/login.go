@@ -224,7 +224,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 			returnTo = h.accountURL(realm)
 		}
 		w.Header().Set("Cache-Control", "no-store")
-		http.Redirect(w, r, returnTo, http.StatusSeeOther)
+		seeOther(w, returnTo)
 		return
 	}
 	msg, code := "Sign-in failed. Check your user name and password.", http.StatusForbidden
@@ -313,7 +313,7 @@ func (h *Handler) Logout(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, target, http.StatusSeeOther)
+	seeOther(w, target)
 }
 
 // revoke uses Options.Revoke (the protocol server's, which audits), else

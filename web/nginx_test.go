@@ -3,6 +3,7 @@ package web_test
 import (
 	"context"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -72,6 +73,10 @@ http {
     # The protected application: it answers the identity nginx passed on.
     server {
         listen 127.0.0.1:%[4]d;
+        location /app/uri/ {
+            default_type text/plain;
+            return 200 "uri=$request_uri\n";
+        }
         location / {
             default_type text/plain;
             return 200 "user=$http_x_sks_user roles=$http_x_sks_roles source=$http_x_sks_source\n";
@@ -81,12 +86,26 @@ http {
 `
 
 // loginRedirect, put into /app/ by startNginxLogin, sends a browser without a
-// session to the login page and back, as docs/web.md shows.
+// session to the login page and back, as docs/web.md shows: the login URL,
+// with the original URI escaped, comes from sks in X-SKS-Login (the
+// subrequest passes $request_uri in X-Original-URI, see nginxConf).
 const loginRedirect = `
+            auth_request_set $sks_login $upstream_http_x_sks_login;
             error_page 401 = @login;
         }
         location @login {
-            return 302 /login?realm=demo&return_to=$request_uri;`
+            return 302 $sks_login;`
+
+// returnURIs are request URIs that must survive the trip through the login
+// page unchanged. The old snippet (return_to=$request_uri) cut the first
+// at "&" and turned %2F into "/".
+var returnURIs = []string{
+	"/app/uri/report?from=1&to=2",
+	"/app/uri/a%2Fb?path=%2Fetc%2Fpasswd&q=a+b%20c",
+	"/app/uri//double/./dot/../x?q=%26&r=%3D&s=%25",
+	"/app/uri/caf%C3%A9;v=1?x=1;y=2&return_to=//evil.example",
+	"/app/uri/",
+}
 
 func startNginx(t *testing.T, sksAddr string) string {
 	t.Helper()
@@ -249,5 +268,68 @@ func TestCrossOriginLogoutBehindNginx(t *testing.T) {
 	}
 	if id, _ := c.Valid(ctx, "demo", sess.Token); id.Status == client.Valid {
 		t.Fatal("same-origin logout left the session current")
+	}
+}
+
+// TestReturnURIRoundTripBehindNginx: an unauthenticated request to any URI
+// is sent to the login page and, after signing in, back to exactly that
+// URI, which the application then receives unchanged; with nginx-light and
+// the docs/web.md snippet.
+func TestReturnURIRoundTripBehindNginx(t *testing.T) {
+	testrig.Require(t, "nginx")
+	sks := testrig.StartSKS(t, webConfig)
+	front := startNginxLogin(t, sks.Addr)
+	for _, uri := range returnURIs {
+		t.Run(uri, func(t *testing.T) {
+			jar, _ := cookiejar.New(nil)
+			hc := &http.Client{Jar: jar, Timeout: 10 * time.Second,
+				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			req, _ := http.NewRequest("GET", front+uri, nil)
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			loc, err := resp.Location()
+			if resp.StatusCode != http.StatusFound || err != nil || loc.Path != "/login" {
+				t.Fatalf("GET %s without a session: %d to %q, want 302 to /login", uri, resp.StatusCode, resp.Header.Get("Location"))
+			}
+			if got := loc.Query().Get("return_to"); got != uri {
+				t.Fatalf("return_to %q, want %q (Location %s)", got, uri, resp.Header.Get("Location"))
+			}
+			resp, err = hc.Get(loc.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(string(b))
+			rt := regexp.MustCompile(`name="return_to" value="([^"]*)"`).FindStringSubmatch(string(b))
+			if resp.StatusCode != 200 || m == nil || rt == nil {
+				t.Fatalf("login page: %d %q", resp.StatusCode, b)
+			}
+			form := url.Values{"realm": {"demo"}, "return_to": {html.UnescapeString(rt[1])}, "csrf": {m[1]}, "user": {"demo"}, "password": {sks.DemoPassword}}
+			resp, err = hc.PostForm(front+"/login", form)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != uri {
+				t.Fatalf("after login: %d to %q, want 303 to %q", resp.StatusCode, resp.Header.Get("Location"), uri)
+			}
+			code, body := func() (int, string) {
+				req, _ := http.NewRequest("GET", front+uri, nil)
+				resp, err := hc.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				return resp.StatusCode, string(b)
+			}()
+			if code != 200 || body != "uri="+uri+"\n" {
+				t.Errorf("the app got %d %q, want 200 %q", code, body, "uri="+uri+"\n")
+			}
+		})
 	}
 }
