@@ -1,0 +1,195 @@
+package server_test
+
+import (
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// These tests pin answers of SessionKeyServer 1.5 that a differential run
+// against the original found sks getting wrong (issue 13). Each states the
+// original's exact bytes.
+
+// TestReplaceAnswerBytes: the original answers /replace with the new token,
+// the identity text and one more newline, a trailing blank line as /valid
+// has: "<token>\n<user>\n<source>\n\n".
+func TestReplaceAnswerBytes(t *testing.T) {
+	e := newEnv(t, cfgFake, nil)
+	tok := e.stored(t, "r", "alice", "t1")
+	a := e.get(t, "/replace?realm=r&token="+tok)
+	next, rest, _ := strings.Cut(a.body, "\n")
+	if a.status != 200 || !tokenRE.MatchString(next) || rest != "alice\nstored\n\n" {
+		t.Fatalf("replace: got %d %q, want 200 %q", a.status, a.body, "<token>\nalice\nstored\n\n")
+	}
+	// RCloud splits on "\n": token, user, source (and an empty last field
+	// that strsplit drops).
+	if f := strings.Split(strings.TrimSuffix(a.body, "\n"), "\n"); len(f) != 4 || f[1] != "alice" || f[2] != "stored" || f[3] != "" {
+		t.Fatalf("replace fields: %q", f)
+	}
+	expect(t, "replacement is current", e.get(t, "/valid?realm=r&token="+next), 200, "YES\nalice\nstored\n\n")
+	// A login identity with attribute lines ends the same way.
+	login := e.login(t, "r", "bob")
+	a = e.get(t, "/replace?realm=r&token="+login)
+	if _, rest, _ := strings.Cut(a.body, "\n"); rest != "bob\nauth/Fake\nuid=1000\n\n" {
+		t.Fatalf("replace of a login: got %q", a.body)
+	}
+}
+
+// stored registers token tok for user through /stored_token (loopback is
+// admin in newEnv) and returns it.
+func (e *env) stored(t *testing.T, realm, user, tok string) string {
+	t.Helper()
+	a := e.get(t, "/stored_token?realm="+url.QueryEscape(realm)+"&user="+url.QueryEscape(user)+"&token="+url.QueryEscape(tok))
+	if a.status != 200 || a.body != tok+"\n"+user+"\nstored\n" {
+		t.Fatalf("stored_token %s for %s: got %d %q", tok, user, a.status, a.body)
+	}
+	return tok
+}
+
+// TestKeyEndpointsWithoutToken: /get_key and /gen_key answered an empty 403
+// in the original for every request without a current token. RCloud
+// hex-decodes their bodies, so sks's old "400 ERR: missing token" was taken
+// for a key. The same holds for /group_hash (RCloud reads the hash) and the
+// other group endpoints, whose protocol rule is "else 403 empty".
+func TestKeyEndpointsWithoutToken(t *testing.T) {
+	e := newEnv(t, cfgFake, nil)
+	alice := e.login(t, "r", "alice")
+	e.get(t, "/create_group?realm=r&group=g&token="+alice)
+	old := e.login(t, "r", "bob")
+	e.login(t, "r", "bob") // old is superseded now
+	for _, path := range []string{"/get_key", "/gen_key", "/group_hash", "/mod_group", "/create_group"} {
+		group := "&group=g"
+		if path == "/create_group" {
+			group = "&group=g2"
+		}
+		for what, q := range map[string]string{
+			"missing token":    "",
+			"empty token":      "&token=",
+			"token twice":      "&token=" + alice + "&token=",
+			"unknown token":    "&token=0123",
+			"superseded token": "&token=" + old,
+			"newline in token": "&token=a%0Ab",
+			"NUL in token":     "&token=%00",
+			"token too long":   "&token=" + strings.Repeat("a", 2000),
+			"name not decoded": "&t%6Fken=" + alice,
+		} {
+			expect(t, path+", "+what, e.get(t, path+"?realm=r"+group+q), 403, "")
+			expect(t, path+", "+what+", form", e.do(t, "POST", path, "realm=r"+group+q), 403, "")
+		}
+	}
+	for _, path := range []string{"/group_hash", "/mod_group"} {
+		expect(t, path+", missing group", e.get(t, path+"?realm=r&token="+alice), 403, "")
+		expect(t, path+", empty group", e.get(t, path+"?realm=r&group=&token="+alice), 403, "")
+		expect(t, path+", newline in group", e.get(t, path+"?realm=r&group=a%0Ab&token="+alice), 403, "")
+	}
+	// A missing realm stays the original's 400.
+	expect(t, "get_key without realm", e.get(t, "/get_key?token="+alice), 400, "ERR: missing realm\n")
+	// And with a current token the key endpoints still work.
+	if a := e.get(t, "/gen_key?realm=r&token="+alice); a.status != 200 || !regexp.MustCompile(`^[0-9a-f]{128}$`).MatchString(a.body) {
+		t.Fatalf("gen_key: %d %q", a.status, a.body)
+	}
+}
+
+// TestParameterNamesNotDecoded: the original decoded values only; a
+// percent-encoded name is another name. "re%61lm=r" is no realm.
+func TestParameterNamesNotDecoded(t *testing.T) {
+	e := newEnv(t, cfgFake, nil)
+	tok := e.stored(t, "r", "alice", "t1")
+	expect(t, "encoded realm name", e.get(t, "/valid?re%61lm=r&token="+tok), 400, "ERR: missing realm\n")
+	expect(t, "encoded token name", e.get(t, "/valid?realm=r&t%6Fken="+tok), 200, "NO\n")
+	expect(t, "encoded name in a form", e.do(t, "POST", "/valid", "realm=r&t%6Fken="+tok), 200, "NO\n")
+	expect(t, "'+' in a name", e.get(t, "/valid?realm=r&token+="+tok), 200, "NO\n")
+	// Values are decoded as before: '+' is a space, %XX a byte.
+	expect(t, "encoded value", e.get(t, "/valid?realm=%72&token=%74%31"), 200, "YES\nalice\nstored\n\n")
+	expect(t, "bad escape in a name is just a name", e.get(t, "/valid?realm=r&%zz=1&token=t1"), 200, "YES\nalice\nstored\n\n")
+}
+
+// TestEmptyPasswordIsAFailedLogin: the original failed the login for an
+// empty or missing password (403, empty body: character(0) in R). sks
+// answers 400 with a one-line message; RCloud counts a login as good only
+// if the answer has more than two lines (token, user, source), so every
+// refused login must answer at most two lines, none of them a token.
+func TestEmptyPasswordIsAFailedLogin(t *testing.T) {
+	e := newEnv(t, cfgFake, nil)
+	for what, c := range map[string]struct {
+		q      string
+		status int
+	}{
+		"empty pwd":      {"user=alice&pwd=", 400},
+		"missing pwd":    {"user=alice", 400},
+		"encoded name":   {"user=alice&p%77d=pw", 400},
+		"empty user":     {"user=&pwd=pw", 400},
+		"missing user":   {"pwd=pw", 400},
+		"bad user":       {"user=a%0Ab&pwd=pw", 400},
+		"NUL in pwd":     {"user=alice&pwd=%00", 400},
+		"wrong pwd":      {"user=alice&pwd=no", 403},
+		"backend down":   {"user=down&pwd=pw", 503},
+		"bad module":     {"user=alice&pwd=pw&module=a%0Ab", 400},
+		"no such module": {"user=alice&pwd=pw&module=nope", 403},
+	} {
+		for _, path := range []string{"/auth_token", "/pam_token"} {
+			for _, form := range []bool{false, true} {
+				var a answer
+				if form {
+					a = e.do(t, "POST", path, "realm=r&module=Fake&"+c.q)
+				} else {
+					a = e.get(t, path+"?realm=r&module=Fake&"+c.q)
+				}
+				if path == "/pam_token" && a.status == 403 {
+					// pam_token always uses PAM, which has no service here.
+				} else if a.status != c.status {
+					t.Errorf("%s %s (form %v): status %d, want %d", path, what, form, a.status, c.status)
+				}
+				if a.status == 200 {
+					t.Errorf("%s %s: logged in: %q", path, what, a.body)
+					continue
+				}
+				if !rcloudLoginFailed(a.body) {
+					t.Errorf("%s %s (form %v): RCloud would take %q for a login", path, what, form, a.body)
+				}
+			}
+		}
+	}
+	expect(t, "empty pwd", e.get(t, "/auth_token?realm=r&user=alice&pwd="), 400, "ERR: missing pwd\n")
+}
+
+// rcloudLoginFailed applies RCloud's test of an /auth_token answer:
+// unlist(strsplit(body, "\n", TRUE)) must have more than two elements for
+// a successful login. strsplit drops one trailing empty field.
+func rcloudLoginFailed(body string) bool {
+	f := strings.Split(strings.TrimSuffix(body, "\n"), "\n")
+	if body == "" {
+		f = nil
+	}
+	return len(f) <= 2 && (len(f) == 0 || !tokenRE.MatchString(f[0]))
+}
+
+// TestTooManyParameters: at most 32 parameters per request (query and
+// form body together), answered 400 at once. 10,000 distinct parameters
+// took 0.4 s of CPU to parse before the limit.
+func TestTooManyParameters(t *testing.T) {
+	e := newEnv(t, cfgFake, nil)
+	var q strings.Builder
+	q.WriteString("realm=r")
+	for i := range 31 {
+		q.WriteString("&p" + string(rune('a'+i%26)) + string(rune('a'+i/26)) + "=1")
+	}
+	expect(t, "32 parameters", e.get(t, "/valid?"+q.String()), 200, "NO\n")
+	expect(t, "33 parameters", e.get(t, "/valid?"+q.String()+"&x=1"), 400, "ERR: too many parameters (at most 32)\n")
+	expect(t, "33 with the form body", e.do(t, "POST", "/valid?"+q.String(), "x=1"), 400, "ERR: too many parameters (at most 32)\n")
+	var big strings.Builder
+	big.WriteString("realm=r")
+	for i := range 8000 {
+		big.WriteString("&" + strconv.Itoa(i) + "=1")
+	}
+	start := time.Now()
+	expect(t, "8,000 parameters in a form", e.do(t, "POST", "/valid", big.String()), 400, "ERR: too many parameters (at most 32)\n")
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("8,000 parameters took %v", took)
+	}
+	// Parts without '=' are ignored, as before, and do not count.
+	expect(t, "parts without =", e.get(t, "/valid?realm=r&"+strings.Repeat("a&", 100)), 200, "NO\n")
+}
