@@ -193,3 +193,45 @@ func TestTooManyParameters(t *testing.T) {
 	// Parts without '=' are ignored, as before, and do not count.
 	expect(t, "parts without =", e.get(t, "/valid?realm=r&"+strings.Repeat("a&", 100)), 200, "NO\n")
 }
+
+// TestKeysAreGlobalPerIdentity: the original named a /gen_key key by the
+// identity text alone, so a key made in realm r is returned by /get_key in
+// realm r2 for the same identity. sks answered nothing in r2, and a client
+// would then make a new key and lose the data encrypted under the old one.
+func TestKeysAreGlobalPerIdentity(t *testing.T) {
+	e := newEnv(t, cfgFake, nil)
+	inR := e.login(t, "r", "alice")
+	key := e.get(t, "/gen_key?realm=r&token="+inR).body
+	inR2 := e.login(t, "r2", "alice")
+	expect(t, "get_key in another realm", e.get(t, "/get_key?realm=r2&token="+inR2), 200, key)
+	// gen_key in r2 replaces the one key of the identity, in every realm.
+	key2 := e.get(t, "/gen_key?realm=r2&token="+inR2).body
+	if key2 == key || len(key2) != 128 {
+		t.Fatalf("gen_key in r2: %q", key2)
+	}
+	expect(t, "get_key in r after gen_key in r2", e.get(t, "/get_key?realm=r&token="+inR), 200, key2)
+	// Another identity text (another source) has its own key.
+	stored := e.stored(t, "r", "alice", "alice-stored")
+	expect(t, "other source", e.get(t, "/get_key?realm=r&token="+stored), 200, "")
+}
+
+// TestTokenStoredAgainForAnotherUser: /stored_token T1 for alice, T1 for
+// mallory, T2 for alice. The original answers "YES mallory" for T1: the
+// token is mallory's current one, and alice's later login does not touch
+// it. sks answered "SUPERCEDED mallory": alice's login superseded
+// mallory's session.
+func TestTokenStoredAgainForAnotherUser(t *testing.T) {
+	e := newEnv(t, cfgFake, nil)
+	e.stored(t, "r", "alice", "T1")
+	e.stored(t, "r", "mallory", "T1")
+	e.stored(t, "r", "alice", "T2")
+	expect(t, "T1", e.get(t, "/valid?realm=r&token=T1"), 200, "YES\nmallory\nstored\n\n")
+	expect(t, "T2", e.get(t, "/valid?realm=r&token=T2"), 200, "YES\nalice\nstored\n\n")
+	// A login of alice through a module does not supersede it either.
+	e.login(t, "r", "alice")
+	expect(t, "T1 after alice logs in", e.get(t, "/valid?realm=r&token=T1"), 200, "YES\nmallory\nstored\n\n")
+	expect(t, "T2 after alice logs in", e.get(t, "/valid?realm=r&token=T2"), 200, "SUPERCEDED\nalice\nstored\n\n")
+	// mallory's own next token does.
+	e.stored(t, "r", "mallory", "T3")
+	expect(t, "T1 after mallory's next token", e.get(t, "/valid?realm=r&token=T1"), 200, "SUPERCEDED\nmallory\nstored\n\n")
+}

@@ -673,7 +673,7 @@ func (s *Server) genKey(q *request) {
 	}
 	key := make([]byte, 64)
 	rand.Read(key)
-	if err := s.o.Tokens.Store().PutKey(q.r.Context(), q.realm, rec.Identity, key); err != nil {
+	if err := s.o.Tokens.Store().PutKey(q.r.Context(), rec.Identity, key); err != nil {
 		s.storeError(q, "gen_key", err)
 		return
 	}
@@ -688,7 +688,7 @@ func (s *Server) getKey(q *request) {
 	if !ok {
 		return
 	}
-	key, err := s.o.Tokens.Store().GetKey(q.r.Context(), q.realm, rec.Identity)
+	key, err := s.o.Tokens.Store().GetKey(q.r.Context(), rec.Identity)
 	if errors.Is(err, tokens.ErrNotFound) {
 		reply(q.w, http.StatusOK, "")
 		return

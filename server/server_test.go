@@ -318,7 +318,7 @@ func TestKeys(t *testing.T) {
 	expect(t, "get_key after new login", e.get(t, "/get_key?realm=r&token="+tok2), 200, g.body)
 	expect(t, "superseded token", e.get(t, "/get_key?realm=r&token="+tok), 403, "")
 	expect(t, "gen_key superseded", e.get(t, "/gen_key?realm=r&token="+tok), 403, "")
-	expect(t, "other realm", e.get(t, "/get_key?realm=r2&token="+tok2), 403, "")
+	expect(t, "token of another realm", e.get(t, "/get_key?realm=r2&token="+tok2), 403, "")
 	bob := e.login(t, "r", "bob")
 	expect(t, "bob has none", e.get(t, "/get_key?realm=r&token="+bob), 200, "")
 }
