@@ -93,6 +93,29 @@ func TestKeyEndpointsWithoutToken(t *testing.T) {
 	}
 }
 
+// TestMalformedTokensAreUnknown: the original looked any token up and
+// answered as for an unknown one; RCloud reads the answers of /valid and
+// /replace as data. A token with control characters, invalid UTF-8 or over
+// 1024 bytes is never stored (/stored_token refuses it), so it is unknown.
+func TestMalformedTokensAreUnknown(t *testing.T) {
+	e := newEnv(t, cfgFake, nil)
+	for what, tok := range map[string]string{
+		"newline":       "a%0Ab",
+		"NUL":           "%00",
+		"DEL":           "a%7F",
+		"invalid UTF-8": "%FF",
+		"too long":      strings.Repeat("a", 1025),
+		"empty":         "",
+	} {
+		expect(t, "valid, "+what, e.get(t, "/valid?realm=r&token="+tok), 200, "NO\n")
+		expect(t, "revoke, "+what, e.get(t, "/revoke?realm=r&token="+tok), 200, "INVALID\n")
+		expect(t, "replace, "+what, e.get(t, "/replace?realm=r&token="+tok), 403, "")
+		expect(t, "replace form, "+what, e.do(t, "POST", "/replace", "realm=r&token="+tok), 403, "")
+	}
+	// /stored_token writes: it still refuses them with a message.
+	expect(t, "stored_token", e.get(t, "/stored_token?realm=r&user=u&token=a%0Ab"), 400, "ERR: invalid token\n")
+}
+
 // TestParameterNamesNotDecoded: the original decoded values only; a
 // percent-encoded name is another name. "re%61lm=r" is no realm.
 func TestParameterNamesNotDecoded(t *testing.T) {

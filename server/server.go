@@ -289,6 +289,16 @@ func (q *request) token() (tok string, missing, handled bool) {
 	return tok, false, false
 }
 
+// knownToken returns the token parameter, or ok false when it is missing,
+// empty, over maxToken or has control characters: no stored token looks so
+// (/stored_token refuses them), so the caller answers as for an unknown
+// token, which is what the original answered. RCloud reads the answers of
+// /replace and /valid as data, so an error text must not stand there.
+func (q *request) knownToken() (tok string, ok bool) {
+	tok, ok = q.p.get("token")
+	return tok, ok && authn.Printable(tok, maxToken)
+}
+
 // need returns a required parameter or answers 400 naming it.
 func (q *request) need(name string) (string, bool) {
 	v, ok := q.p.get(name)
@@ -348,14 +358,11 @@ func (s *Server) emitSuperseded(ctx context.Context, realm, client, user, by str
 
 func short(tok string) string { return tokens.HashToken(tok).Short() }
 
-// valid answers YES, SUPERCEDED or NO. A missing token is answered NO, as
-// the protocol specifies.
+// valid answers YES, SUPERCEDED or NO. A missing or malformed token is
+// answered NO, as the protocol specifies.
 func (s *Server) valid(q *request) {
-	tok, missing, handled := q.token()
-	if handled {
-		return
-	}
-	if missing {
+	tok, ok := q.knownToken()
+	if !ok {
 		reply(q.w, http.StatusOK, "NO\n")
 		return
 	}
@@ -375,11 +382,8 @@ func (s *Server) valid(q *request) {
 }
 
 func (s *Server) revoke(q *request) {
-	tok, missing, handled := q.token()
-	if handled {
-		return
-	}
-	if missing {
+	tok, ok := q.knownToken()
+	if !ok {
 		reply(q.w, http.StatusOK, "INVALID\n")
 		return
 	}
@@ -399,11 +403,8 @@ func (s *Server) revoke(q *request) {
 }
 
 func (s *Server) replace(q *request) {
-	tok, missing, handled := q.token()
-	if handled {
-		return
-	}
-	if missing {
+	tok, ok := q.knownToken()
+	if !ok {
 		reply(q.w, http.StatusForbidden, "")
 		return
 	}
@@ -649,8 +650,8 @@ func (s *Server) storedToken(q *request) {
 // RCloud reads the bodies of /get_key, /gen_key and /group_hash as data (a
 // key it hex-decodes, a hash), so no error text may stand where data would.
 func (s *Server) current(q *request) (tokens.Record, bool) {
-	tok, ok := q.p.get("token")
-	if !ok || !authn.Printable(tok, maxToken) {
+	tok, ok := q.knownToken()
+	if !ok {
 		reply(q.w, http.StatusForbidden, "")
 		return tokens.Record{}, false
 	}
