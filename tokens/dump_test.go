@@ -77,12 +77,14 @@ func TestCopyBadgerRedisBadger(t *testing.T) {
 	ctx := context.Background()
 	src := openBadger(t, t.TempDir())
 	seedStore(t, src)
+	// A per-realm key kept from before keys became global travels too.
+	must(t, src.Load(ctx, tokens.Entry{Kind: tokens.EntryRealmKey, Realm: "r2", Name: "alice\npam\n", Value: []byte("old")}))
 	want := dumpAll(t, src)
 	kinds := map[string]int{}
 	for _, l := range want {
 		kinds[strings.Fields(l)[0]]++
 	}
-	if fmt.Sprint(kinds) != "map[current:4 group:2 key:2 role:4 token:7]" {
+	if fmt.Sprint(kinds) != "map[current:4 group:2 key:2 realm-key:1 role:4 token:7]" {
 		t.Fatalf("source dump: got %v", kinds)
 	}
 
