@@ -1,11 +1,14 @@
 package server_test
 
 import (
+	"io"
+	"net"
 	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // These tests pin answers of SessionKeyServer 1.5 that a differential run
@@ -252,4 +255,48 @@ func TestTokenStoredAgainForAnotherUser(t *testing.T) {
 	// mallory's own next token does.
 	e.stored(t, "r", "mallory", "T3")
 	expect(t, "T1 after mallory's next token", e.get(t, "/valid?realm=r&token=T1"), 200, "SUPERCEDED\nmallory\nstored\n\n")
+}
+
+// rawHTTP sends req on a new connection and returns everything read back.
+func rawHTTP(t *testing.T, addr, req string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(c)
+	return string(b)
+}
+
+// TestIntendedDifferences pins the differences from the original that the
+// README's table lists as intended, so that the table stays true.
+func TestIntendedDifferences(t *testing.T) {
+	e := newEnv(t, cfgFake, nil)
+	addr := strings.TrimPrefix(e.url, "http://")
+	// Methods are case-sensitive; the original compared them ignoring case.
+	if got := rawHTTP(t, addr, "get /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 400 ") || !strings.HasSuffix(got, "\r\n\r\nERR: missing realm\n") {
+		t.Errorf("get /version: %q", got)
+	}
+	if got := rawHTTP(t, addr, "get /valid?realm=r HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 404 ") || !strings.HasSuffix(got, "\r\n\r\nUnknown path") {
+		t.Errorf("get /valid: %q", got)
+	}
+	// An HTTP/1.0 request gets an HTTP/1.0 status line.
+	if got := rawHTTP(t, addr, "GET /version HTTP/1.0\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.0 200 OK\r\n") || !strings.HasSuffix(got, "\r\n\r\n1.5\n") {
+		t.Errorf("HTTP/1.0: %q", got)
+	}
+	// An empty realm is refused (the original hashed it like any other).
+	expect(t, "empty realm", e.get(t, "/valid?realm=&token=x"), 400, "ERR: invalid realm\n")
+	// Invalid UTF-8 in a user name (the original decoded it to U+FFFD).
+	expect(t, "invalid UTF-8 user", e.get(t, "/auth_token?realm=r&user=a%FF&pwd=pw"), 400, "ERR: invalid user\n")
+	// A malformed escape: the original dropped the connection.
+	expect(t, "malformed escape", e.get(t, "/valid?realm=r&token=%zz"), 400, "ERR: malformed query: malformed percent-encoding\n")
+	// Tokens are 64 hex characters.
+	if tok := e.login(t, "r", "alice"); len(tok) != 64 {
+		t.Errorf("token length %d", len(tok))
+	}
 }
