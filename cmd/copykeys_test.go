@@ -18,7 +18,7 @@ func TestCopyKeys(t *testing.T) {
 	}
 	defer s.Close()
 	put := func(id, key string) {
-		if err := s.PutKey(ctx, "r", id, []byte(key)); err != nil {
+		if err := s.PutKey(ctx, id, []byte(key)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -26,11 +26,8 @@ func TestCopyKeys(t *testing.T) {
 	put("bob\npam\nuid=1001\ngid=1001\n", "kb")
 	put("carol\nauth/krb\n", "kc")                        // other source: not copied
 	put("bob\nauth/ldap\nuid=1001\ngid=1001\n", "kb-new") // target exists: kept
-	if err := s.PutKey(ctx, "r2", "dave\npam\n", []byte("kd")); err != nil {
-		t.Fatal(err)
-	}
 
-	copied, skipped, err := CopyKeys(ctx, s, "r", "pam", "auth/ldap", false, false)
+	copied, skipped, err := CopyKeys(ctx, s, "pam", "auth/ldap", false, false)
 	if err != nil || copied != 1 || skipped != 1 {
 		t.Fatalf("CopyKeys: copied %d skipped %d err %v; want 1, 1", copied, skipped, err)
 	}
@@ -40,28 +37,25 @@ func TestCopyKeys(t *testing.T) {
 		"alice\npam\nuid=1000\ngid=1000\n":       "ka", // the source keeps its key
 	}
 	for id, key := range want {
-		if got, err := s.GetKey(ctx, "r", id); err != nil || string(got) != key {
+		if got, err := s.GetKey(ctx, id); err != nil || string(got) != key {
 			t.Errorf("key of %q: got %q, %v; want %q", id, got, err, key)
 		}
 	}
-	if _, err := s.GetKey(ctx, "r", "carol\nauth/ldap\n"); err == nil {
+	if _, err := s.GetKey(ctx, "carol\nauth/ldap\n"); err == nil {
 		t.Error("a key of another source was copied")
 	}
-	if _, err := s.GetKey(ctx, "r2", "dave\nauth/ldap\n"); err == nil {
-		t.Error("a key of another realm was copied")
-	}
 
-	copied, _, err = CopyKeys(ctx, s, "r", "pam", "auth/ldap", true, false)
+	copied, _, err = CopyKeys(ctx, s, "pam", "auth/ldap", true, false)
 	if err != nil || copied != 2 {
 		t.Fatalf("with overwrite: copied %d, %v; want 2", copied, err)
 	}
-	if got, _ := s.GetKey(ctx, "r", "bob\nauth/ldap\nuid=1001\ngid=1001\n"); string(got) != "kb" {
+	if got, _ := s.GetKey(ctx, "bob\nauth/ldap\nuid=1001\ngid=1001\n"); string(got) != "kb" {
 		t.Errorf("overwrite: got %q, want kb", got)
 	}
-	if copied, _, _ = CopyKeys(ctx, s, "r", "pam", "auth/static", false, true); copied != 2 {
+	if copied, _, _ = CopyKeys(ctx, s, "pam", "auth/static", false, true); copied != 2 {
 		t.Fatalf("drop-attrs: copied %d, want 2", copied)
 	}
-	if got, err := s.GetKey(ctx, "r", "alice\nauth/static\n"); err != nil || string(got) != "ka" {
+	if got, err := s.GetKey(ctx, "alice\nauth/static\n"); err != nil || string(got) != "ka" {
 		t.Errorf("drop-attrs: got %q, %v", got, err)
 	}
 }

@@ -26,12 +26,14 @@ import (
 // stays readable after the site changes login backend (e.g. pam to
 // auth/ldap). The target identity is the source identity with its source
 // line replaced; its attribute lines (uid=, gid=) are kept unless
-// -drop-attrs is given.
+// -drop-attrs is given. Keys are global per identity, as in the original,
+// so there is no realm to choose; -realm is accepted and ignored for
+// scripts written for earlier versions.
 func runCopyKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("copy-keys", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("d", "", "token store directory (required; sks must not be running on it)")
-	realm := fs.String("realm", "", "realm whose keys to copy (required)")
+	realm := fs.String("realm", "", "ignored: keys are global per identity")
 	from := fs.String("from", "", "source to copy from, e.g. pam (required)")
 	to := fs.String("to", "", "source to copy to, e.g. auth/ldap (required)")
 	overwrite := fs.Bool("overwrite", false, "replace keys the target already has")
@@ -39,9 +41,12 @@ func runCopyKeys(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
 	}
-	if *dir == "" || *realm == "" || *from == "" || *to == "" {
+	if *dir == "" || *from == "" || *to == "" {
 		fs.Usage()
-		return errors.New("copy-keys needs -d, -realm, -from and -to")
+		return errors.New("copy-keys needs -d, -from and -to")
+	}
+	if *realm != "" {
+		fmt.Fprintf(stderr, "copy-keys: -realm %s ignored: keys are global per identity, in every realm\n", *realm)
 	}
 	cfg := conf.Default()
 	cfg.DataDir = *dir
@@ -50,23 +55,23 @@ func runCopyKeys(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	defer store.Close()
-	copied, skipped, err := CopyKeys(ctx, store, *realm, *from, *to, *overwrite, *dropAttrs)
+	copied, skipped, err := CopyKeys(ctx, store, *from, *to, *overwrite, *dropAttrs)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "copied %d keys from %s to %s in realm %s; %d left alone (target has a key; -overwrite replaces)\n", copied, *from, *to, *realm, skipped)
+	fmt.Fprintf(stdout, "copied %d keys from %s to %s; %d left alone (target has a key; -overwrite replaces)\n", copied, *from, *to, skipped)
 	return nil
 }
 
 // CopyKeys copies every key whose identity has source from to the same
 // identity with source to.
-func CopyKeys(ctx context.Context, store tokens.Store, realm, from, to string, overwrite, dropAttrs bool) (copied, skipped int, err error) {
+func CopyKeys(ctx context.Context, store tokens.Store, from, to string, overwrite, dropAttrs bool) (copied, skipped int, err error) {
 	type pair struct {
 		id  string
 		key []byte
 	}
 	var todo []pair
-	err = store.ForEachKey(ctx, realm, func(identity string, key []byte) error {
+	err = store.ForEachKey(ctx, func(identity string, key []byte) error {
 		lines := strings.SplitAfter(identity, "\n")
 		if len(lines) < 2 || lines[1] != from+"\n" {
 			return nil
@@ -83,14 +88,14 @@ func CopyKeys(ctx context.Context, store tokens.Store, realm, from, to string, o
 	}
 	for _, p := range todo {
 		if !overwrite {
-			if _, err := store.GetKey(ctx, realm, p.id); err == nil {
+			if _, err := store.GetKey(ctx, p.id); err == nil {
 				skipped++
 				continue
 			} else if !errors.Is(err, tokens.ErrNotFound) {
 				return copied, skipped, err
 			}
 		}
-		if err := store.PutKey(ctx, realm, p.id, p.key); err != nil {
+		if err := store.PutKey(ctx, p.id, p.key); err != nil {
 			return copied, skipped, fmt.Errorf("cannot write key: %w", err)
 		}
 		copied++

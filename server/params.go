@@ -3,25 +3,43 @@ package server
 import (
 	"errors"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
 // params holds request parameters parsed the way SessionKeyServer 1.5 did:
 // the raw text is split on '&', each part on its first '='; a part without
-// '=' is ignored; "a=" gives the empty string; names and values are
-// URL-decoded with '+' as space; a repeated name keeps its last value.
+// '=' is ignored; "a=" gives the empty string; values are URL-decoded with
+// '+' as space, names are not decoded at all (the original looked up
+// "realm" in the raw names, so "re%61lm=r" is no realm); a repeated name
+// keeps its last value.
 //
 // It is written here rather than taken from net/url because url.ParseQuery
-// differs on each of these points (it keeps parts without '=', keeps every
-// value, and rejects ';'), and because the /valid path should not build a map.
-// A request has a handful of parameters, so a slice beats a map.
+// differs on each of these points (it decodes names, keeps parts without
+// '=', keeps every value, and rejects ';'), and because the /valid path
+// should not build a map.
+//
+// Parsing is one pass over the text. A request may carry at most maxParams
+// parameters (query and form body together), so the linear lookup in a
+// slice costs at most maxParams comparisons per parameter: a client cannot
+// make parsing quadratic with thousands of distinct names.
 type params struct {
 	kv [][2]string
+	n  int // parameters seen, repeats included
 }
 
-var errBadEscape = errors.New("malformed percent-encoding")
+// maxParams bounds the name=value parts of one request. The protocol's
+// largest request (/mod_group) has six parameters.
+const maxParams = 32
 
-// parse adds the parameters of raw; later ones override earlier ones.
+var (
+	errBadEscape = errors.New("malformed percent-encoding")
+	// errTooMany is answered as "ERR: too many parameters (at most 32)".
+	errTooMany = errors.New("too many parameters (at most " + strconv.Itoa(maxParams) + ")")
+)
+
+// parse adds the parameters of raw; later ones override earlier ones. It
+// returns errTooMany once the request has more than maxParams parameters.
 func (p *params) parse(raw string) error {
 	for raw != "" {
 		var part string
@@ -30,11 +48,11 @@ func (p *params) parse(raw string) error {
 		if !ok {
 			continue
 		}
-		var err error
-		if name, err = unescape(name); err != nil {
-			return err
+		if p.n++; p.n > maxParams {
+			return errTooMany
 		}
-		if value, err = unescape(value); err != nil {
+		value, err := unescape(value)
+		if err != nil {
 			return err
 		}
 		p.set(name, value)

@@ -203,7 +203,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	q := request{w: w, r: r}
 	q.p.kv = kv[:0]
 	if err := q.p.parse(r.URL.RawQuery); err != nil {
-		reply(w, http.StatusBadRequest, "ERR: malformed query: "+err.Error()+"\n")
+		reply(w, http.StatusBadRequest, paramError("malformed query", err))
 		return
 	}
 	isForm := r.Method == http.MethodPost && isFormPost(r)
@@ -291,9 +291,20 @@ func (s *Server) parseBody(q *request) error {
 		return errors.New("cannot read request body")
 	}
 	if err := q.p.parse(string(b)); err != nil {
+		if errors.Is(err, errTooMany) {
+			return err
+		}
 		return errors.New("malformed form body: " + err.Error())
 	}
 	return nil
+}
+
+// paramError is the 400 answer for a query that params cannot parse.
+func paramError(what string, err error) string {
+	if errors.Is(err, errTooMany) {
+		return "ERR: " + err.Error() + "\n"
+	}
+	return "ERR: " + what + ": " + err.Error() + "\n"
 }
 
 // maxToken bounds client-supplied tokens (ours are 64 characters; stored
@@ -313,6 +324,16 @@ func (q *request) token() (tok string, missing, handled bool) {
 		return "", false, true
 	}
 	return tok, false, false
+}
+
+// knownToken returns the token parameter, or ok false when it is missing,
+// empty, over maxToken or has control characters: no stored token looks so
+// (/stored_token refuses them), so the caller answers as for an unknown
+// token, which is what the original answered. RCloud reads the answers of
+// /replace and /valid as data, so an error text must not stand there.
+func (q *request) knownToken() (tok string, ok bool) {
+	tok, ok = q.p.get("token")
+	return tok, ok && authn.Printable(tok, maxToken)
 }
 
 // need returns a required parameter or answers 400 naming it.
@@ -374,14 +395,11 @@ func (s *Server) emitSuperseded(ctx context.Context, realm, client, user, by str
 
 func short(tok string) string { return tokens.HashToken(tok).Short() }
 
-// valid answers YES, SUPERCEDED or NO. A missing token is answered NO, as
-// the protocol specifies.
+// valid answers YES, SUPERCEDED or NO. A missing or malformed token is
+// answered NO, as the protocol specifies.
 func (s *Server) valid(q *request) {
-	tok, missing, handled := q.token()
-	if handled {
-		return
-	}
-	if missing {
+	tok, ok := q.knownToken()
+	if !ok {
 		reply(q.w, http.StatusOK, "NO\n")
 		return
 	}
@@ -401,11 +419,8 @@ func (s *Server) valid(q *request) {
 }
 
 func (s *Server) revoke(q *request) {
-	tok, missing, handled := q.token()
-	if handled {
-		return
-	}
-	if missing {
+	tok, ok := q.knownToken()
+	if !ok {
 		reply(q.w, http.StatusOK, "INVALID\n")
 		return
 	}
@@ -425,11 +440,8 @@ func (s *Server) revoke(q *request) {
 }
 
 func (s *Server) replace(q *request) {
-	tok, missing, handled := q.token()
-	if handled {
-		return
-	}
-	if missing {
+	tok, ok := q.knownToken()
+	if !ok {
 		reply(q.w, http.StatusForbidden, "")
 		return
 	}
@@ -445,7 +457,9 @@ func (s *Server) replace(q *request) {
 	if !s.event(q, Event{Kind: "replace", User: rec.User, Token: short(next), Detail: "old=" + short(tok)}) {
 		return
 	}
-	replyParts(q.w, http.StatusOK, next, "\n", rec.Identity)
+	// "<new token>\n<identity>\n": the identity text ends in a newline and
+	// one more follows, a trailing blank line as in /valid's answer.
+	replyParts(q.w, http.StatusOK, next, "\n", rec.Identity, "\n")
 }
 
 // identityText builds "<user>\n<source>\n[name=value\n...]". Attribute lines
@@ -777,15 +791,15 @@ func (s *Server) unban(q *request, isForm bool) {
 	reply(q.w, http.StatusOK, "OK\n")
 }
 
-// current returns the record of a current token or answers 403 (400 for a
-// missing or malformed token).
+// current returns the record of a current token or answers 403 with an
+// empty body, as the original did for every request without a current
+// token: a missing, empty, unknown, superseded or malformed one alike.
+// RCloud reads the bodies of /get_key, /gen_key and /group_hash as data (a
+// key it hex-decodes, a hash), so no error text may stand where data would.
 func (s *Server) current(q *request) (tokens.Record, bool) {
-	tok, missing, handled := q.token()
-	if handled {
-		return tokens.Record{}, false
-	}
-	if missing {
-		reply(q.w, http.StatusBadRequest, "ERR: missing token\n")
+	tok, ok := q.knownToken()
+	if !ok {
+		reply(q.w, http.StatusForbidden, "")
 		return tokens.Record{}, false
 	}
 	rec, st, err := s.o.Tokens.Validate(q.r.Context(), q.realm, tok)
@@ -807,7 +821,7 @@ func (s *Server) genKey(q *request) {
 	}
 	key := make([]byte, 64)
 	rand.Read(key)
-	if err := s.o.Tokens.Store().PutKey(q.r.Context(), q.realm, rec.Identity, key); err != nil {
+	if err := s.o.Tokens.Store().PutKey(q.r.Context(), rec.Identity, key); err != nil {
 		s.storeError(q, "gen_key", err)
 		return
 	}
@@ -822,7 +836,7 @@ func (s *Server) getKey(q *request) {
 	if !ok {
 		return
 	}
-	key, err := s.o.Tokens.Store().GetKey(q.r.Context(), q.realm, rec.Identity)
+	key, err := s.o.Tokens.Store().GetKey(q.r.Context(), rec.Identity)
 	if errors.Is(err, tokens.ErrNotFound) {
 		reply(q.w, http.StatusOK, "")
 		return
@@ -891,9 +905,14 @@ func userList(v string) ([]string, bool) {
 // groupCaller checks the group parameter, the caller's current token and
 // the caller's role in the group (admin, or with members too, member),
 // answering the request itself when one fails.
+//
+// A missing or malformed group is answered 403 with an empty body, as
+// for a group the caller has no role in (the protocol's "else 403"):
+// RCloud reads /group_hash's body as the hash.
 func (s *Server) groupCaller(q *request, op string, membersToo bool) (string, tokens.Record, bool) {
-	g, ok := s.group(q)
-	if !ok {
+	g, ok := q.p.get("group")
+	if !ok || !authn.Printable(g, 256) {
+		reply(q.w, http.StatusForbidden, "")
 		return "", tokens.Record{}, false
 	}
 	rec, ok := s.current(q)

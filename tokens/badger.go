@@ -134,6 +134,10 @@ func OpenBadger(o BadgerOptions) (*Badger, error) {
 	case o.CacheSize > 0:
 		s.cache = newRecordCache(o.CacheSize)
 	}
+	if err := s.migrateKeys(context.Background()); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("cannot move per-realm keys of token store %s to the global layout: %w", o.Dir, err)
+	}
 	if o.Dir != "" {
 		iv := o.GCInterval
 		if iv <= 0 {
@@ -339,6 +343,9 @@ func (s *Badger) Issue(ctx context.Context, realm string, h Hash, rec Record, se
 	rec.Superseded = false
 	var superseded []Hash
 	err := s.writeTokens(ctx, realm, func(txn *badger.Txn) ([]Hash, error) {
+		if err := s.leavePreviousOwner(txn, realm, h, rec.User); err != nil {
+			return nil, err
+		}
 		hs, err := sessionsOf(txn, realm, rec.User)
 		if err != nil {
 			return nil, err
@@ -352,7 +359,9 @@ func (s *Badger) Issue(ctx context.Context, realm string, h Hash, rec Record, se
 			case errors.Is(err, ErrNotFound):
 			case err != nil:
 				return nil, err
-			case !r.Superseded:
+			case !r.Superseded && r.User == rec.User:
+				// A token since stored again for another user is that
+				// user's now: it leaves this list and is not superseded.
 				live = append(live, x)
 			}
 		}
@@ -374,6 +383,28 @@ func (s *Badger) Issue(ctx context.Context, realm string, h Hash, rec Record, se
 		return nil, err
 	}
 	return superseded, nil
+}
+
+// leavePreviousOwner drops h from the list of current tokens of the user
+// it belonged to, when /stored_token stores h again for another user: the
+// token is the new user's only, and a later login of its previous owner
+// must not supersede it (the original answered "YES <new user>").
+func (s *Badger) leavePreviousOwner(txn *badger.Txn, realm string, h Hash, user string) error {
+	prev, _, err := s.getRecord(txn, tokenKey(realm, h))
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil || prev.User == user {
+		return err
+	}
+	hs, err := s.liveSessions(txn, realm, prev.User)
+	if err != nil {
+		return err
+	}
+	if hs, found := without(hs, h); found {
+		return s.setSessions(txn, realm, prev.User, hs)
+	}
+	return nil
 }
 
 // markSuperseded sets the superseded flag of a live token's record. Older
@@ -526,20 +557,20 @@ func (s *Badger) getBytes(key []byte) ([]byte, error) {
 }
 
 // GetKey implements Store.
-func (s *Badger) GetKey(ctx context.Context, realm, identity string) ([]byte, error) {
-	return s.getBytes(makeKey(pfxKey, realm, identity))
+func (s *Badger) GetKey(ctx context.Context, identity string) ([]byte, error) {
+	return s.getBytes(makeKey(pfxKey, identity))
 }
 
 // PutKey implements Store.
-func (s *Badger) PutKey(ctx context.Context, realm, identity string, key []byte) error {
+func (s *Badger) PutKey(ctx context.Context, identity string, key []byte) error {
 	return s.update(ctx, func(txn *badger.Txn) error {
-		return txn.Set(makeKey(pfxKey, realm, identity), bytes.Clone(key))
+		return txn.Set(makeKey(pfxKey, identity), bytes.Clone(key))
 	})
 }
 
 // ForEachKey implements Store.
-func (s *Badger) ForEachKey(ctx context.Context, realm string, fn func(identity string, key []byte) error) error {
-	prefix := makeKey(pfxKey, realm)
+func (s *Badger) ForEachKey(ctx context.Context, fn func(identity string, key []byte) error) error {
+	prefix := []byte{pfxKey}
 	return s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
 		defer it.Close()

@@ -49,7 +49,7 @@ func TestBadgerReopen(t *testing.T) {
 	if err := issued(s.Issue(ctx, "r", h, tokens.Record{User: "u", Identity: "u\npam\n"}, 1)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutKey(ctx, "r", "u\npam\n", []byte("secret")); err != nil {
+	if err := s.PutKey(ctx, "u\npam\n", []byte("secret")); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -57,7 +57,7 @@ func TestBadgerReopen(t *testing.T) {
 	if got, err := s.Get(ctx, "r", h); err != nil || got.Identity != "u\npam\n" {
 		t.Fatalf("after reopen: %+v, %v", got, err)
 	}
-	if k, err := s.GetKey(ctx, "r", "u\npam\n"); err != nil || string(k) != "secret" {
+	if k, err := s.GetKey(ctx, "u\npam\n"); err != nil || string(k) != "secret" {
 		t.Fatalf("key after reopen: %q, %v", k, err)
 	}
 }

@@ -118,9 +118,14 @@ func readString(b []byte) (string, []byte, bool) {
 const (
 	pfxToken   = 't' // realm, hash -> record
 	pfxCurrent = 'u' // realm, user -> hash of the current token
-	pfxKey     = 'k' // realm, identity -> per-identity key
-	pfxGroup   = 'g' // group -> global group key
-	pfxRole    = 'r' // realm, group, user -> role bits
+	pfxKey     = 'K' // identity -> per-identity key (global, as the original)
+	// pfxRealmKey is the layout before keys became global: realm, identity
+	// -> key. OpenBadger moves these to pfxKey; one that differs from its
+	// identity's global key stays here, unserved, so that no key is lost
+	// (see migrateKeys).
+	pfxRealmKey = 'k'
+	pfxGroup    = 'g' // group -> global group key
+	pfxRole     = 'r' // realm, group, user -> role bits
 )
 
 const (

@@ -23,13 +23,18 @@ const (
 	// EntryCurrent is a user's list of current tokens: Realm, Name (the
 	// user), Sessions, Expires.
 	EntryCurrent
-	// EntryKey is a per-identity key: Realm, Name (the identity), Value.
+	// EntryKey is a per-identity key: Name (the identity), Value. Keys
+	// are global per identity; Realm is empty.
 	EntryKey
 	// EntryGroup is a group's global key: Name (the group), Value.
 	EntryGroup
 	// EntryRole is a user's role in a group: Realm, Group, Name (the
 	// user), Admin, Member.
 	EntryRole
+	// EntryRealmKey is a per-realm key of the layout before keys became
+	// global, kept unserved because it differed from its identity's global
+	// key: Realm, Name (the identity), Value.
+	EntryRealmKey
 )
 
 // String names the kind for messages.
@@ -45,6 +50,8 @@ func (k EntryKind) String() string {
 		return "group"
 	case EntryRole:
 		return "role"
+	case EntryRealmKey:
+		return "realm-key"
 	}
 	return "kind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -55,8 +62,8 @@ func (k EntryKind) String() string {
 type Entry struct {
 	Kind  EntryKind
 	Realm string
-	// Name is the user (current, role), the identity (key) or the group
-	// (group).
+	// Name is the user (current, role), the identity (key, realm-key) or
+	// the group (group).
 	Name string
 	// Group is the group of a role.
 	Group string
@@ -152,7 +159,7 @@ func (s *Badger) badgerEntry(txn *badger.Txn, key, v []byte, exp uint64) (e Entr
 		}
 		parts = append(parts, p)
 	}
-	want := map[byte]int{pfxToken: 2, pfxCurrent: 2, pfxKey: 2, pfxGroup: 1, pfxRole: 3}[key[0]]
+	want := map[byte]int{pfxToken: 2, pfxCurrent: 2, pfxKey: 1, pfxRealmKey: 2, pfxGroup: 1, pfxRole: 3}[key[0]]
 	if want == 0 || len(parts) != want {
 		return e, false, errCorrupt
 	}
@@ -178,7 +185,9 @@ func (s *Badger) badgerEntry(txn *badger.Txn, key, v []byte, exp uint64) (e Entr
 			e.Expires = time.Unix(int64(exp), 0)
 		}
 	case pfxKey:
-		e = Entry{Kind: EntryKey, Realm: parts[0], Name: parts[1], Value: v}
+		e = Entry{Kind: EntryKey, Name: parts[0], Value: v}
+	case pfxRealmKey:
+		e = Entry{Kind: EntryRealmKey, Realm: parts[0], Name: parts[1], Value: v}
 	case pfxGroup:
 		e = Entry{Kind: EntryGroup, Name: parts[0], Value: v}
 	case pfxRole:
@@ -212,7 +221,9 @@ func (s *Badger) Load(ctx context.Context, e Entry) error {
 			be.ExpiresAt = expiresAt(e.Expires)
 			return txn.SetEntry(be)
 		case EntryKey:
-			return txn.Set(makeKey(pfxKey, e.Realm, e.Name), append([]byte(nil), e.Value...))
+			return txn.Set(makeKey(pfxKey, e.Name), append([]byte(nil), e.Value...))
+		case EntryRealmKey:
+			return txn.Set(makeKey(pfxRealmKey, e.Realm, e.Name), append([]byte(nil), e.Value...))
 		case EntryGroup:
 			return txn.Set(makeKey(pfxGroup, e.Name), append([]byte(nil), e.Value...))
 		case EntryRole:
@@ -306,6 +317,14 @@ func (s *Redis) dumpKey(ctx context.Context, c redis.Cmdable, key string, fn fun
 	if isGuardRedisKey(rest) {
 		return nil // login failures and bans are not migrated
 	}
+	switch rest {
+	case "{keys}":
+		return s.hscan(ctx, key, "dump "+key, func(f, v string) error {
+			return fn(Entry{Kind: EntryKey, Name: f, Value: []byte(v)})
+		})
+	case "{keys}:layout":
+		return nil // the marker of migrateKeys; every store writes its own
+	}
 	var tagKind byte
 	switch {
 	case strings.HasPrefix(rest, "{r:"):
@@ -388,7 +407,7 @@ func (s *Redis) dumpKey(ctx context.Context, c redis.Cmdable, key string, fn fun
 		return fn(e)
 	case tagKind == 'r' && rest == ":k":
 		return s.hscan(ctx, key, "dump "+key, func(f, v string) error {
-			return fn(Entry{Kind: EntryKey, Realm: name, Name: f, Value: []byte(v)})
+			return fn(Entry{Kind: EntryRealmKey, Realm: name, Name: f, Value: []byte(v)})
 		})
 	case tagKind == 'g' && rest == ":key":
 		b, ok, err := get()
@@ -450,7 +469,9 @@ func (s *Redis) Load(ctx context.Context, e Entry) error {
 		}
 		err = set(s.currentKey(e.Realm, e.Name), v.String(), e.Expires)
 	case EntryKey:
-		err = s.c.HSet(ctx, s.keysKey(e.Realm), e.Name, e.Value).Err()
+		err = s.c.HSet(ctx, s.keysKey(), e.Name, e.Value).Err()
+	case EntryRealmKey:
+		err = s.c.HSet(ctx, s.realmKeysKey(e.Realm), e.Name, e.Value).Err()
 	case EntryGroup:
 		err = s.c.Set(ctx, s.groupKey(e.Name), e.Value, 0).Err()
 	case EntryRole:

@@ -32,8 +32,8 @@ func seedStore(t *testing.T, s tokens.Store) {
 	for _, tok := range []string{"dora-1", "dora-2", "dora-3"} { // three sessions allowed
 		must(t, issued(s.Issue(ctx, "r", tokens.HashToken(tok), tokens.Record{User: "dora", Identity: "dora\npam\n", Issued: now}, 3)))
 	}
-	must(t, s.PutKey(ctx, "r", "alice\npam\n", []byte{0, 1, 2, 255}))
-	must(t, s.PutKey(ctx, "r2", "bob\npam\n", []byte("k2")))
+	must(t, s.PutKey(ctx, "alice\npam\n", []byte{0, 1, 2, 255}))
+	must(t, s.PutKey(ctx, "bob\npam\n", []byte("k2")))
 	must(t, s.CreateGroup(ctx, "r", "g1", "alice", []byte("gk1")))
 	must(t, s.ModGroup(ctx, "r", "g1", []string{"bob", "dave"}, []string{"dave"}, nil))
 	must(t, s.CreateGroup(ctx, "r2", "g2", "bob", []byte("gk2")))
@@ -77,12 +77,14 @@ func TestCopyBadgerRedisBadger(t *testing.T) {
 	ctx := context.Background()
 	src := openBadger(t, t.TempDir())
 	seedStore(t, src)
+	// A per-realm key kept from before keys became global travels too.
+	must(t, src.Load(ctx, tokens.Entry{Kind: tokens.EntryRealmKey, Realm: "r2", Name: "alice\npam\n", Value: []byte("old")}))
 	want := dumpAll(t, src)
 	kinds := map[string]int{}
 	for _, l := range want {
 		kinds[strings.Fields(l)[0]]++
 	}
-	if fmt.Sprint(kinds) != "map[current:4 group:2 key:2 role:4 token:7]" {
+	if fmt.Sprint(kinds) != "map[current:4 group:2 key:2 realm-key:1 role:4 token:7]" {
 		t.Fatalf("source dump: got %v", kinds)
 	}
 

@@ -26,7 +26,11 @@ import (
 //	P{r:R}:t:<hex hash>  token record (encodeRecord), PXAT Record.Expires
 //	P{r:R}:u:<user>      hex hashes of the user's current tokens, oldest
 //	                     first, expiring with the longest-lived of them
-//	P{r:R}:k             hash: identity -> per-identity key
+//	P{keys}              hash: identity -> per-identity key (global)
+//	P{keys}:layout       "2" once per-realm keys were moved to P{keys}
+//	P{r:R}:k             hash: identity -> key, the per-realm layout of
+//	                     earlier versions; only keys that differed from
+//	                     their identity's global key are left here
 //	P{g:G}:key           global key of group G
 //	P{g:G}:r:<realm>     hash: user -> role bits ("1" admin, "2" member, "3" both)
 //
@@ -121,6 +125,10 @@ func OpenRedis(ctx context.Context, o RedisOptions, log *slog.Logger) (*Redis, e
 			return nil, fmt.Errorf("cannot log in to redis at %s as %q: %w (check username, password or password_file)", s.where, userOrDefault(o.Username), err)
 		}
 		return nil, fmt.Errorf("cannot reach redis at %s: %w (is redis-server running? check addrs)", s.where, err)
+	}
+	if err := s.migrateKeys(ctx); err != nil {
+		s.c.Close()
+		return nil, fmt.Errorf("cannot move per-realm keys in redis at %s to the global layout: %w", s.where, err)
 	}
 	s.log.Debug("token store opened", "addrs", s.where, "db", o.DB, "tls", tc != nil)
 	return s, nil
@@ -242,7 +250,8 @@ func (s *Redis) tokenKey(realm string, h Hash) string {
 	return s.realmBase(realm) + ":t:" + hex.EncodeToString(h[:])
 }
 func (s *Redis) currentKey(realm, user string) string { return s.realmBase(realm) + ":u:" + user }
-func (s *Redis) keysKey(realm string) string          { return s.realmBase(realm) + ":k" }
+func (s *Redis) keysKey() string                      { return s.prefix + "{keys}" }
+func (s *Redis) realmKeysKey(realm string) string     { return s.realmBase(realm) + ":k" }
 func (s *Redis) groupKey(group string) string         { return s.groupBase(group) + ":key" }
 func (s *Redis) rolesKey(realm, group string) string  { return s.groupBase(group) + ":r:" + realm }
 
@@ -360,10 +369,26 @@ end
 
 // issueScript: KEYS[1] new token, KEYS[2] user's current list; ARGV[1]
 // record, ARGV[2] PXAT or 0, ARGV[3] new hex hash, ARGV[4] token key
-// prefix of the realm, ARGV[5] how many tokens stay current. The oldest
-// current tokens beyond that get the superseded flag and keep their TTL;
-// the script returns their hex hashes, concatenated.
+// prefix of the realm, ARGV[5] how many tokens stay current, ARGV[6] the
+// user, ARGV[7] current list prefix of the realm. The oldest current
+// tokens beyond that get the superseded flag and keep their TTL; the
+// script returns their hex hashes, concatenated. A token stored again for
+// another user (/stored_token) leaves its previous owner's list, and is
+// not superseded by that user's later logins (the original answers
+// "YES <new user>" for it).
 var issueScript = redis.NewScript(luaRecord + `
+local old = redis.call('GET', KEYS[1])
+if old then
+  local oi, ouser = parse(old)
+  if not oi then return corrupt(KEYS[1]) end
+  if ouser ~= ARGV[6] then
+    local ock = ARGV[7] .. ouser
+    local ot = sessions(ock)
+    if not ot then return corrupt(ock) end
+    local keep, found = others(ot, ARGV[4], ARGV[3])
+    if found then setsessions(ock, keep, ARGV[4]) end
+  end
+end
 local t = sessions(KEYS[2])
 if not t then return corrupt(KEYS[2]) end
 local live = {}
@@ -371,8 +396,9 @@ for _, x in ipairs(t) do
   if x ~= ARGV[3] then
     local v = redis.call('GET', ARGV[4] .. x)
     if v then
-      if not parse(v) then return corrupt(ARGV[4] .. x) end
-      if string.byte(v, 2) % 2 == 0 then live[#live + 1] = {x, v} end
+      local vi, vuser = parse(v)
+      if not vi then return corrupt(ARGV[4] .. x) end
+      if string.byte(v, 2) % 2 == 0 and vuser == ARGV[6] then live[#live + 1] = {x, v} end
     end
   end
 end
@@ -488,7 +514,8 @@ func (s *Redis) Issue(ctx context.Context, realm string, h Hash, rec Record, ses
 	at := strconv.FormatInt(pxat(rec.Expires), 10)
 	gone, err := issueScript.Run(ctx, s.c,
 		[]string{s.tokenKey(realm, h), s.currentKey(realm, rec.User)},
-		encodeRecord(rec), at, hex.EncodeToString(h[:]), s.realmBase(realm)+":t:", max(sessions, 1)).Text()
+		encodeRecord(rec), at, hex.EncodeToString(h[:]), s.realmBase(realm)+":t:", max(sessions, 1),
+		rec.User, s.realmBase(realm)+":u:").Text()
 	if err != nil {
 		return nil, s.fail(ctx, "issue token "+h.Short(), err)
 	}
@@ -603,13 +630,13 @@ func (s *Redis) Replace(ctx context.Context, realm string, old, next Hash, issue
 }
 
 // GetKey implements Store.
-func (s *Redis) GetKey(ctx context.Context, realm, identity string) ([]byte, error) {
+func (s *Redis) GetKey(ctx context.Context, identity string) ([]byte, error) {
 	ctx, cancel, err := s.call(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer cancel()
-	b, err := s.c.HGet(ctx, s.keysKey(realm), identity).Bytes()
+	b, err := s.c.HGet(ctx, s.keysKey(), identity).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, ErrNotFound
 	}
@@ -620,23 +647,23 @@ func (s *Redis) GetKey(ctx context.Context, realm, identity string) ([]byte, err
 }
 
 // PutKey implements Store.
-func (s *Redis) PutKey(ctx context.Context, realm, identity string, key []byte) error {
+func (s *Redis) PutKey(ctx context.Context, identity string, key []byte) error {
 	ctx, cancel, err := s.call(ctx)
 	if err != nil {
 		return err
 	}
 	defer cancel()
-	if err := s.c.HSet(ctx, s.keysKey(realm), identity, key).Err(); err != nil {
+	if err := s.c.HSet(ctx, s.keysKey(), identity, key).Err(); err != nil {
 		return s.fail(ctx, "put key", err)
 	}
 	return nil
 }
 
-// ForEachKey implements Store. It walks the realm's key hash with HSCAN,
-// so an identity changed during the walk may be seen twice or not at all;
-// the timeout bounds each batch, not the walk.
-func (s *Redis) ForEachKey(ctx context.Context, realm string, fn func(identity string, key []byte) error) error {
-	return s.hscan(ctx, s.keysKey(realm), "list keys", func(f, v string) error { return fn(f, []byte(v)) })
+// ForEachKey implements Store. It walks the key hash with HSCAN, so an
+// identity changed during the walk may be seen twice or not at all; the
+// timeout bounds each batch, not the walk.
+func (s *Redis) ForEachKey(ctx context.Context, fn func(identity string, key []byte) error) error {
+	return s.hscan(ctx, s.keysKey(), "list keys", func(f, v string) error { return fn(f, []byte(v)) })
 }
 
 // hscan calls fn for each field of hash key, batch by batch.

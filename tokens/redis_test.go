@@ -150,14 +150,14 @@ func TestRedisAwkwardNames(t *testing.T) {
 	realms := []string{"", "a", "a}", "a}:u:b", "{x}", "%7D", "*?[", "a:t:"}
 	for i, r := range realms {
 		must(t, issued(s.Issue(ctx, r, tokens.HashToken(r), tokens.Record{User: "b}:u:x", Identity: "id" + strconv.Itoa(i)}, 1)))
-		must(t, s.PutKey(ctx, r, "b", []byte(r)))
+		must(t, s.PutKey(ctx, "b"+r, []byte(r)))
 	}
 	for i, r := range realms {
 		got, err := s.Get(ctx, r, tokens.HashToken(r))
 		if err != nil || got.Identity != "id"+strconv.Itoa(i) || got.Superseded {
 			t.Errorf("realm %q: got %+v, %v", r, got, err)
 		}
-		if k, err := s.GetKey(ctx, r, "b"); err != nil || string(k) != r {
+		if k, err := s.GetKey(ctx, "b"+r); err != nil || string(k) != r {
 			t.Errorf("realm %q key: got %q, %v", r, k, err)
 		}
 	}
@@ -167,7 +167,7 @@ func TestRedisAwkwardNames(t *testing.T) {
 	}
 	n := 0
 	must(t, s.Dump(ctx, func(tokens.Entry) error { n++; return nil }))
-	// per realm: token, current, key; plus group and role.
+	// per realm: token, current; a key per identity; plus group and role.
 	if want := 3*len(realms) + 2; n != want {
 		t.Errorf("dump: got %d entries, want %d", n, want)
 	}
@@ -244,7 +244,7 @@ func TestRedisOutage(t *testing.T) {
 		{"Get", func() error { _, err := s.Get(ctx, "r", h); return err }},
 		{"Issue", func() error { return issued(s.Issue(ctx, "r", h, rec, 1)) }},
 		{"Revoke", func() error { return s.Revoke(ctx, "r", h) }},
-		{"GetKey", func() error { _, err := s.GetKey(ctx, "r", "x"); return err }},
+		{"GetKey", func() error { _, err := s.GetKey(ctx, "x"); return err }},
 		{"Get again", func() error { _, err := s.Get(ctx, "r", h); return err }},
 	} {
 		start := time.Now()
@@ -522,8 +522,8 @@ func TestRedisCluster(t *testing.T) {
 			}
 			slots[tag][slot] = true
 		}
-		if len(slots) != 4 { // realms r, r2; groups g1, g2
-			t.Errorf("got tags %v, want 2 realms and 2 groups", slots)
+		if len(slots) != 5 { // realms r, r2; groups g1, g2; the global per-identity keys
+			t.Errorf("got tags %v, want 2 realms, 2 groups and {keys}", slots)
 		}
 		for tag, s := range slots {
 			if len(s) != 1 {

@@ -51,7 +51,8 @@ var (
 
 // Store persists tokens, per-identity keys and groups. Every method is safe
 // for concurrent use, and every write is durable when it returns without error.
-// Realms scope everything except group keys, which are global per group name.
+// Realms scope everything except group keys, which are global per group
+// name, and per-identity keys, which are global per identity text.
 type Store interface {
 	// Issue makes h the newest of the user's current tokens in realm and
 	// keeps at most sessions of them current (below 1 means 1, the
@@ -83,12 +84,14 @@ type Store interface {
 	// the user's list and stay known (as SUPERCEDED).
 	RevokeAll(ctx context.Context, realm, user string) ([]Hash, error)
 
-	// GetKey returns the per-identity key, or ErrNotFound.
-	GetKey(ctx context.Context, realm, identity string) ([]byte, error)
+	// GetKey returns the per-identity key, or ErrNotFound. Keys are global
+	// per identity text, not per realm, as in the original: a key made
+	// through a token of realm r is the key of that identity in every realm.
+	GetKey(ctx context.Context, identity string) ([]byte, error)
 	// PutKey stores the per-identity key, replacing any earlier one.
-	PutKey(ctx context.Context, realm, identity string, key []byte) error
-	// ForEachKey calls fn for each per-identity key of realm.
-	ForEachKey(ctx context.Context, realm string, fn func(identity string, key []byte) error) error
+	PutKey(ctx context.Context, identity string, key []byte) error
+	// ForEachKey calls fn for each per-identity key.
+	ForEachKey(ctx context.Context, fn func(identity string, key []byte) error) error
 
 	// CreateGroup creates group with admin as its admin in realm and key as
 	// its global key; ErrGroupExists if the group exists in any realm.

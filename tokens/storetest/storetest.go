@@ -286,22 +286,79 @@ func Run(t *testing.T, open Opener) {
 		}
 	})
 
+	// Keys are global per identity text, as in the original (its key was
+	// named by the identity text alone): no realm in the interface.
 	t.Run("Keys", func(t *testing.T) {
 		s := open(t)
-		if _, err := s.GetKey(ctx, "r", "alice\npam\n"); !errors.Is(err, tokens.ErrNotFound) {
+		if _, err := s.GetKey(ctx, "alice\npam\n"); !errors.Is(err, tokens.ErrNotFound) {
 			t.Fatalf("GetKey unknown: %v", err)
 		}
-		must(t, s.PutKey(ctx, "r", "alice\npam\n", []byte("k1")))
-		must(t, s.PutKey(ctx, "r", "alice\npam\n", []byte("k2")))
-		must(t, s.PutKey(ctx, "r", "bob\npam\n", []byte("k3")))
-		must(t, s.PutKey(ctx, "r2", "carol\npam\n", []byte("k4")))
-		if k, err := s.GetKey(ctx, "r", "alice\npam\n"); err != nil || string(k) != "k2" {
+		must(t, s.PutKey(ctx, "alice\npam\n", []byte("k1")))
+		must(t, s.PutKey(ctx, "alice\npam\n", []byte("k2")))
+		must(t, s.PutKey(ctx, "bob\npam\n", []byte("k3")))
+		must(t, s.PutKey(ctx, "alice\nauth/ldap\n", []byte("k4")))
+		must(t, s.PutKey(ctx, "{x}%:\n*\n", []byte{0, 255}))
+		if k, err := s.GetKey(ctx, "alice\npam\n"); err != nil || string(k) != "k2" {
 			t.Fatalf("GetKey: got %q, %v; want k2", k, err)
 		}
+		if _, err := s.GetKey(ctx, "alice\npam\nuid=1\n"); !errors.Is(err, tokens.ErrNotFound) {
+			t.Fatalf("GetKey of another identity text: %v", err)
+		}
 		got := map[string]string{}
-		must(t, s.ForEachKey(ctx, "r", func(id string, k []byte) error { got[id] = string(k); return nil }))
-		if len(got) != 2 || got["bob\npam\n"] != "k3" {
-			t.Fatalf("ForEachKey: got %q", got)
+		must(t, s.ForEachKey(ctx, func(id string, k []byte) error { got[id] = string(k); return nil }))
+		want := map[string]string{"alice\npam\n": "k2", "bob\npam\n": "k3", "alice\nauth/ldap\n": "k4", "{x}%:\n*\n": "\x00\xff"}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("ForEachKey: got %q, want %q", got, want)
+		}
+	})
+
+	// A token stored again for another user (/stored_token T1 for alice,
+	// T1 for mallory, T2 for alice): the original answers "YES mallory"
+	// for T1. It is mallory's current token; alice's later login does not
+	// supersede it, and it no longer counts among alice's sessions.
+	t.Run("TokenStoredAgainForAnotherUser", func(t *testing.T) {
+		s := open(t)
+		must(t, issued(s.Issue(ctx, "r", h("t1"), rec("alice", "stored"), 1)))
+		must(t, issued(s.Issue(ctx, "r", h("t1"), rec("mallory", "stored"), 1)))
+		sup, err := s.Issue(ctx, "r", h("t2"), rec("alice", "stored"), 1)
+		must(t, err)
+		if len(sup) != 0 {
+			t.Fatalf("alice's login superseded %d tokens, want none (t1 is mallory's now)", len(sup))
+		}
+		if got, err := s.Get(ctx, "r", h("t1")); err != nil || got.User != "mallory" || got.Superseded {
+			t.Fatalf("t1: got %+v, %v; want mallory's current token", got, err)
+		}
+		if current(t, s, "r", "t1", "t2") != "CC" {
+			t.Fatal("t1 and t2 should both be current")
+		}
+		// alice's sessions: only t2. With a cap of 2 a new login keeps t2.
+		must(t, issued(s.Issue(ctx, "r", h("t3"), rec("alice", "stored"), 2)))
+		if got := current(t, s, "r", "t1", "t2", "t3"); got != "CCC" {
+			t.Fatalf("after alice's second session: %s, want CCC", got)
+		}
+		// mallory's next login supersedes t1, which is mallory's.
+		must(t, issued(s.Issue(ctx, "r", h("t4"), rec("mallory", "stored"), 1)))
+		if got := current(t, s, "r", "t1", "t2", "t3", "t4"); got != "sCCC" {
+			t.Fatalf("after mallory's login: %s, want sCCC", got)
+		}
+		// Replace and revoke of t2 and t3 leave mallory's tokens alone.
+		if _, err := s.Replace(ctx, "r", h("t2"), h("t5"), time.Now(), time.Time{}); err != nil {
+			t.Fatalf("replace t2: %v", err)
+		}
+		must(t, s.Revoke(ctx, "r", h("t3")))
+		if got := current(t, s, "r", "t1", "t4", "t5"); got != "sCC" {
+			t.Fatalf("after replace and revoke: %s, want sCC", got)
+		}
+		// Stored back for alice, t4 leaves mallory: mallory's login then
+		// supersedes nothing of alice's.
+		must(t, issued(s.Issue(ctx, "r", h("t4"), rec("alice", "stored"), 3)))
+		sup, err = s.Issue(ctx, "r", h("t6"), rec("mallory", "stored"), 1)
+		must(t, err)
+		if len(sup) != 0 {
+			t.Fatalf("mallory's login superseded %d tokens, want none", len(sup))
+		}
+		if got, err := s.Get(ctx, "r", h("t4")); err != nil || got.User != "alice" || got.Superseded {
+			t.Fatalf("t4: got %+v, %v; want alice's current token", got, err)
 		}
 	})
 
