@@ -1,0 +1,203 @@
+package tokens
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// copyDir copies the regular files of a live store's directory: what a
+// kill -9 leaves on disk (the page cache is coherent with reads).
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	ents, err := os.ReadDir(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		src, err := os.Open(filepath.Join(from, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst, err := os.Create(filepath.Join(to, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(dst, src); err != nil {
+			t.Fatal(err)
+		}
+		src.Close()
+		if err := dst.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func filesWithSuffix(t *testing.T, dir, suffix string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, "*"+suffix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// issueN issues n tokens "tok-<prefix>-<i>" of n/10 users, each acknowledged.
+func issueN(t *testing.T, s *Badger, prefix string, n int) []Hash {
+	t.Helper()
+	ctx := context.Background()
+	hs := make([]Hash, n)
+	for i := range n {
+		hs[i] = HashToken(fmt.Sprintf("tok-%s-%d", prefix, i))
+		user := fmt.Sprintf("u%d", i)
+		if _, err := s.Issue(ctx, "r", hs[i], Record{User: user, Identity: user + "\npam\n"}, 1); err != nil {
+			t.Fatalf("issue %d: %v", i, err)
+		}
+	}
+	return hs
+}
+
+func missing(s *Badger, hs []Hash) int {
+	n := 0
+	for _, h := range hs {
+		if _, err := s.Get(context.Background(), "r", h); err != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// TestBadgerDamagedStoreRefusesToOpen: each way of losing acknowledged
+// data while sks is stopped makes OpenBadger fail with ErrDamaged (no
+// panic, no silent start), and Salvage opens what is left.
+func TestBadgerDamagedStoreRefusesToOpen(t *testing.T) {
+	// crashed returns the directory a kill -9 leaves after n acknowledged
+	// tokens, with the tokens' hashes; the WAL holds them (no flush yet).
+	crashed := func(t *testing.T, n int) (string, []Hash) {
+		live := t.TempDir()
+		s, err := OpenBadger(BadgerOptions{Dir: live})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		hs := issueN(t, s, "a", n)
+		dir := t.TempDir()
+		copyDir(t, live, dir)
+		return dir, hs
+	}
+	// closed returns a cleanly closed store holding n tokens in tables.
+	closed := func(t *testing.T, n int) (string, []Hash) {
+		dir := t.TempDir()
+		s, err := OpenBadger(BadgerOptions{Dir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := issueN(t, s, "a", n)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return dir, hs
+	}
+	wal := func(t *testing.T, dir string) string {
+		m := filesWithSuffix(t, dir, ".mem")
+		if len(m) == 0 {
+			t.Fatal("no .mem file")
+		}
+		return m[len(m)-1]
+	}
+
+	t.Run("intact crash copy opens with every token", func(t *testing.T) {
+		dir, hs := crashed(t, 1000)
+		s, err := OpenBadger(BadgerOptions{Dir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if n := missing(s, hs); n != 0 {
+			t.Fatalf("%d of %d acknowledged tokens missing", n, len(hs))
+		}
+	})
+
+	cases := []struct {
+		name   string
+		make   func(t *testing.T) (string, []Hash)
+		damage func(t *testing.T, dir string)
+	}{
+		{"manifest deleted", func(t *testing.T) (string, []Hash) { return closed(t, 1000) }, func(t *testing.T, dir string) {
+			if err := os.Remove(filepath.Join(dir, "MANIFEST")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"manifest deleted after crash", func(t *testing.T) (string, []Hash) { return crashed(t, 1000) }, func(t *testing.T, dir string) {
+			if err := os.Remove(filepath.Join(dir, "MANIFEST")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"wal truncated", func(t *testing.T) (string, []Hash) { return crashed(t, 1000) }, func(t *testing.T, dir string) {
+			if err := os.Truncate(wal(t, dir), 100<<10); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"wal bytes flipped", func(t *testing.T) (string, []Hash) { return crashed(t, 1000) }, func(t *testing.T, dir string) {
+			f, err := os.OpenFile(wal(t, dir), os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			b := make([]byte, 4)
+			f.ReadAt(b, 50<<10)
+			for i := range b {
+				b[i] ^= 0xff
+			}
+			if _, err := f.WriteAt(b, 50<<10); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"table truncated", func(t *testing.T) (string, []Hash) { return closed(t, 1000) }, func(t *testing.T, dir string) {
+			m := filesWithSuffix(t, dir, ".sst")
+			if len(m) == 0 {
+				t.Fatal("no .sst file")
+			}
+			fi, err := os.Stat(m[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Truncate(m[0], fi.Size()/2); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir, _ := c.make(t)
+			c.damage(t, dir)
+			s, err := OpenBadger(BadgerOptions{Dir: dir})
+			if err == nil {
+				s.Close()
+				t.Fatal("damaged store opened")
+			}
+			if !errors.Is(err, ErrDamaged) {
+				t.Fatalf("err = %v, want ErrDamaged", err)
+			}
+			if !strings.Contains(err.Error(), dir) && !strings.Contains(err.Error(), "badger") {
+				t.Errorf("error does not say where: %v", err)
+			}
+			t.Logf("refused: %v", err)
+			if strings.HasPrefix(c.name, "wal") {
+				s, err := OpenBadger(BadgerOptions{Dir: dir, Salvage: true})
+				if err != nil {
+					t.Fatalf("salvage: %v", err)
+				}
+				s.Close()
+			}
+		})
+	}
+}
