@@ -1,0 +1,175 @@
+package cmd
+
+import (
+	"errors"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// mountTmpfs mounts a tmpfs of size (mount's syntax, "1m") on a new temp
+// directory, unmounted at cleanup.
+func mountTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		if os.Getenv("SKS_REQUIRE_BACKENDS") == "1" {
+			t.Fatalf("mount tmpfs: %v: %s", err, out)
+		}
+		t.Skipf("cannot mount tmpfs (needs root): %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount: %v: %s", err, out)
+		}
+	})
+	return dir
+}
+
+// fillDisk writes path until its file system is full.
+func fillDisk(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 16<<10)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			if errors.Is(err, syscall.ENOSPC) {
+				return
+			}
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestAuditFailClosedFullDisk: with the audit log on a full tmpfs and
+// fail_closed, every state-changing endpoint answers 503 and changes
+// nothing (no change without its audit line); once space is freed the
+// same requests succeed.
+func TestAuditFailClosedFullDisk(t *testing.T) {
+	mnt := mountTmpfs(t, "1m")
+	auditPath := filepath.Join(mnt, "audit.log")
+	cfg := filepath.Join(t.TempDir(), "sks.toml")
+	os.WriteFile(cfg, []byte("[audit]\npath = \""+auditPath+"\"\nfail_closed = true\n"), 0o600)
+	srv, _, pw := demoServer(t, "-c", cfg)
+
+	q := func(path string, kv ...string) (int, string) {
+		t.Helper()
+		v := url.Values{"realm": {"demo"}}
+		for i := 0; i < len(kv); i += 2 {
+			v.Set(kv[i], kv[i+1])
+		}
+		return get(t, srv, path+"?"+v.Encode())
+	}
+	valid := func(tok string) string {
+		t.Helper()
+		_, body := q("/valid", "token", tok)
+		first, _, _ := strings.Cut(body, "\n")
+		return first
+	}
+	// Before the disk fills: a session, a key, a group, and a stored
+	// token of another user.
+	tok := demoLogin(t, srv, pw)
+	if code, key := q("/gen_key", "token", tok); code != 200 || len(key) != 128 {
+		t.Fatalf("gen_key: %d %q", code, key)
+	}
+	_, key := q("/get_key", "token", tok)
+	if code, body := q("/create_group", "group", "g1", "token", tok); code != 200 {
+		t.Fatalf("create_group: %d %q", code, body)
+	}
+	bob := "bob-token-0123456789abcdef0123456789"
+	if code, body := q("/stored_token", "user", "bob", "token", bob); code != 200 {
+		t.Fatalf("stored_token: %d %q", code, body)
+	}
+
+	filler := filepath.Join(mnt, "filler")
+	fillDisk(t, filler)
+
+	// The log keeps room preallocated (fallocate) for the lines of changes
+	// in flight: logins go on until it is used up, then answer 503.
+	refused := false
+	for range 5000 {
+		code, body := q("/auth_token", "user", "demo", "pwd", pw)
+		if code == 503 {
+			refused = true
+			break
+		}
+		if code != 200 {
+			t.Fatalf("auth_token: %d %q", code, body)
+		}
+		tok, _, _ = strings.Cut(body, "\n")
+	}
+	if !refused {
+		t.Fatal("logins never refused on a full audit disk")
+	}
+	if got := valid(tok); got != "YES" {
+		t.Errorf("after a refused login the old token answers %s, want YES", got)
+	}
+	carol := "carol-token-0123456789abcdef012345678"
+	if code, _ := q("/stored_token", "user", "carol", "token", carol); code != 503 {
+		t.Errorf("stored_token: %d, want 503", code)
+	}
+	if got := valid(carol); got != "NO" {
+		t.Errorf("refused stored token answers %s, want NO", got)
+	}
+	if code, _ := q("/revoke", "token", tok); code != 503 {
+		t.Errorf("revoke: %d, want 503", code)
+	}
+	if got := valid(tok); got != "YES" {
+		t.Errorf("after a refused revoke the token answers %s, want YES", got)
+	}
+	if code, _ := q("/replace", "token", tok); code != 503 {
+		t.Errorf("replace: %d, want 503", code)
+	}
+	if got := valid(tok); got != "YES" {
+		t.Errorf("after a refused replace the token answers %s, want YES", got)
+	}
+	if code, _ := q("/gen_key", "token", tok); code != 503 {
+		t.Errorf("gen_key: %d, want 503", code)
+	}
+	if _, got := q("/get_key", "token", tok); got != key {
+		t.Error("a refused gen_key changed the key")
+	}
+	if code, _ := q("/create_group", "group", "g2", "token", tok); code != 503 {
+		t.Errorf("create_group: %d, want 503", code)
+	}
+	if code, _ := q("/mod_group", "group", "g1", "token", tok, "add_members", "bob"); code != 503 {
+		t.Errorf("mod_group: %d, want 503", code)
+	}
+	if code, _ := q("/group_hash", "group", "g1", "token", bob); code != 403 {
+		t.Errorf("after a refused mod_group bob's group_hash answers %d, want 403", code)
+	}
+
+	// Space again: the same requests succeed.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := q("/create_group", "group", "g2", "token", tok); code != 200 {
+		t.Errorf("create_group after freeing space: %d %q (a refused one must not have created it)", code, body)
+	}
+	if code, _ := q("/mod_group", "group", "g1", "token", tok, "add_members", "bob"); code != 200 {
+		t.Errorf("mod_group after freeing space: %d", code)
+	}
+	if code, _ := q("/revoke", "token", tok); code != 200 {
+		t.Errorf("revoke after freeing space: %d", code)
+	}
+	if got := valid(tok); got != "NO" {
+		t.Errorf("revoked token answers %s", got)
+	}
+	log, err := os.ReadFile(auditPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"kind":"create_group"`, `"kind":"mod_group"`, `"kind":"revoke"`} {
+		if !strings.Contains(string(log), want) {
+			t.Errorf("audit log lacks %s", want)
+		}
+	}
+}
