@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
 	"os"
 	"os/exec"
@@ -9,6 +10,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"sks/testrig"
+	"sks/tokens"
 )
 
 // mountTmpfs mounts a tmpfs of size (mount's syntax, "1m") on a new temp
@@ -172,4 +176,75 @@ func TestAuditFailClosedFullDisk(t *testing.T) {
 			t.Errorf("audit log lacks %s", want)
 		}
 	}
+}
+
+// TestDamagedStoreRefusedThenRepaired: sks refuses to start on a store
+// whose WAL lost acknowledged commits, saying why and pointing to the
+// repair; sks repair salvages the readable part into a new directory that
+// sks then serves.
+func TestDamagedStoreRefusedThenRepaired(t *testing.T) {
+	ctx := t.Context()
+	live := t.TempDir()
+	s, err := tokens.OpenBadger(tokens.BadgerOptions{Dir: live})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 1000 {
+		user := fmt.Sprintf("u%d", i)
+		if _, err := s.Issue(ctx, "demo", tokens.HashToken(fmt.Sprint("tok-", i)), tokens.Record{User: user, Identity: user + "\npam\n"}, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// What kill -9 leaves, then a WAL cut short.
+	damaged := filepath.Join(t.TempDir(), "data")
+	if err := copyFiles(live, mkdir(t, damaged)); err != nil {
+		t.Fatal(err)
+	}
+	mems, _ := filepath.Glob(filepath.Join(damaged, "*.mem"))
+	if len(mems) == 0 {
+		t.Fatal("no WAL")
+	}
+	if err := os.Truncate(mems[len(mems)-1], 64<<10); err != nil {
+		t.Fatal(err)
+	}
+
+	out, err := exec.Command(sksBinary, "-d", damaged, "-l", "127.0.0.1", "-p", fmt.Sprint(testrig.FreePort(t))).CombinedOutput()
+	if err == nil {
+		t.Fatal("sks started on a damaged store")
+	}
+	for _, want := range []string{"damaged", damaged, "Repairing the token store"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("start-up error lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "panic") {
+		t.Errorf("start-up panicked:\n%s", out)
+	}
+
+	repaired := filepath.Join(t.TempDir(), "repaired")
+	out, err = exec.Command(sksBinary, "repair", "-d", damaged, "-o", repaired).CombinedOutput()
+	if err != nil {
+		t.Fatalf("sks repair: %v\n%s", err, out)
+	}
+	t.Logf("sks repair: %s", out)
+	r, err := tokens.OpenBadger(tokens.BadgerOptions{Dir: repaired})
+	if err != nil {
+		t.Fatalf("repaired store: %v", err)
+	}
+	defer r.Close()
+	if _, err := r.Get(ctx, "demo", tokens.HashToken("tok-0")); err != nil {
+		t.Errorf("the first token, before the damage, is not in the repaired store: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(damaged, "MANIFEST")); err != nil {
+		t.Errorf("repair changed the damaged directory: %v", err)
+	}
+}
+
+func mkdir(t *testing.T, dir string) string {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
