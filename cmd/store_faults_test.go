@@ -3,6 +3,9 @@ package cmd
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -10,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"sks/testrig"
 	"sks/tokens"
@@ -247,4 +251,135 @@ func mkdir(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// startOn runs the binary with args on a free loopback port until the
+// test ends; it returns the base URL and the log file's path.
+func startOn(t *testing.T, args ...string) (*exec.Cmd, string, string) {
+	t.Helper()
+	port := testrig.FreePort(t)
+	logPath := filepath.Join(t.TempDir(), "server.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := exec.Command(sksBinary, append(args, "-l", "127.0.0.1", "-p", fmt.Sprint(port))...)
+	c.Stdout, c.Stderr = logf, logf
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { c.Wait(); logf.Close(); close(exited) }()
+	t.Cleanup(func() {
+		c.Process.Kill()
+		<-exited
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("server log:\n%s", b)
+		}
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if conn, err := net.Dial("tcp", addr); err == nil {
+			conn.Close()
+			break
+		}
+		select {
+		case <-exited:
+			b, _ := os.ReadFile(logPath)
+			t.Fatalf("sks exited at start:\n%s", b)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("server did not start")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return c, "http://" + addr, logPath
+}
+
+// TestFullDiskAnswers503: the real binary with its store on a small tmpfs
+// that fills up answers 503 (never a dropped connection), logs the data
+// directory, keeps every acknowledged token valid and takes writes again
+// once space is freed, without a restart; a restart on the full disk
+// refuses with a message saying so.
+func TestFullDiskAnswers503(t *testing.T) {
+	mnt := mountTmpfs(t, "24m")
+	data := filepath.Join(mnt, "data")
+	srv, base, logPath := startOn(t, "-d", data)
+	// Leave about 1 MiB above the 16 MiB reserve.
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(mnt, &st); err != nil {
+		t.Fatal(err)
+	}
+	ballast := filepath.Join(mnt, "ballast")
+	if n := int64(st.Bavail)*int64(st.Bsize) - 17<<20; n > 0 {
+		if err := os.WriteFile(ballast, make([]byte, n), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store := func(i int) (int, string) {
+		v := url.Values{"realm": {"r"}, "user": {fmt.Sprint("user", i%100)}, "token": {fmt.Sprintf("token-%040d", i)}}
+		resp, err := http.Get(base + "/stored_token?" + v.Encode())
+		if err != nil {
+			t.Fatalf("stored_token %d: %v (connection dropped?)", i, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	valid := func(i int) string {
+		_, body := get(t, base, "/valid?realm=r&token="+fmt.Sprintf("token-%040d", i))
+		first, _, _ := strings.Cut(body, "\n")
+		return first
+	}
+	acked := 0
+	for ; ; acked++ {
+		code, body := store(acked)
+		if code == 503 {
+			if !strings.Contains(body, "token store") {
+				t.Errorf("503 body %q", body)
+			}
+			break
+		}
+		if code != 200 {
+			t.Fatalf("stored_token %d: %d %q", acked, code, body)
+		}
+		if acked > 50000 {
+			t.Fatal("the disk never filled")
+		}
+	}
+	t.Logf("%d tokens stored before the disk filled", acked)
+	logText, _ := os.ReadFile(logPath)
+	if !strings.Contains(string(logText), "token store full") || !strings.Contains(string(logText), data) {
+		t.Errorf("no log line naming the data directory:\n%s", logText)
+	}
+	// user<i%100> has max_sessions 1: only the last 100 are current.
+	for i := max(acked-100, 0); i < acked; i++ {
+		if got := valid(i); got != "YES" {
+			t.Fatalf("acknowledged token %d answers %s on a full disk", i, got)
+		}
+	}
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := store(acked); code != 200 {
+		t.Fatalf("after freeing space: %d %q", code, body)
+	}
+
+	srv.Process.Kill()
+	srv.Wait()
+	fillDisk(t, ballast)
+	out, err := exec.Command(sksBinary, "-d", data, "-l", "127.0.0.1", "-p", fmt.Sprint(testrig.FreePort(t))).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "not enough free disk space") || !strings.Contains(string(out), data) {
+		t.Errorf("start on a full disk: %v\n%s", err, out)
+	}
+	os.Remove(ballast)
+	_, base, _ = startOn(t, "-d", data)
+	for i := max(acked-99, 0); i <= acked; i++ {
+		if got := valid(i); got != "YES" {
+			t.Fatalf("after restart token %d answers %s", i, got)
+		}
+	}
 }

@@ -108,8 +108,10 @@ func (g *groupSync) wait(syncFn func() error) error {
 var _ Store = (*Badger)(nil)
 
 // OpenBadger opens (creating if needed) the store. On disk every write is
-// synced before it returns, so an acknowledged token survives kill -9;
-// concurrent writes share one sync (see groupSync).
+// synced before it returns, so an acknowledged token survives kill -9 and
+// power loss; concurrent writes share one sync (see groupSync). It fails
+// with ErrDamaged when the directory holds less than was acknowledged, and
+// with ErrStoreFull when its disk is below the free-space reserve.
 func OpenBadger(o BadgerOptions) (*Badger, error) {
 	log := o.Logger
 	if log == nil {
