@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"golang.org/x/sys/unix"
 )
 
 // This file holds what keeps the on-disk store honest about its data: the
@@ -30,7 +31,13 @@ import (
 // commit: the rest of the active memtable's WAL (up to 2×MemTableSize is
 // mapped), a new one on rotation, the flush of the old one to a table,
 // and the manifest. Compactions may also rewrite the whole tree once, so
-// the size of the tables is kept free on top of this.
+// the size of the tables is kept free on top of this. (Each new WAL file is
+// also preallocated, see allocateWAL.)
+//
+// debug.SetPanicOnFault cannot help: it turns a fault into a panic only in
+// the goroutine that set it, and badger writes its WAL from its own write
+// goroutine and its tables from the flush and compaction goroutines, where
+// a fault is fatal whatever sks does.
 const DefaultMinFree = 16 << 20
 
 // Sizes of the on-disk store. Tokens are a few hundred bytes, so small
@@ -241,6 +248,28 @@ func (s *Badger) openSeq(dir string, salvage bool) error {
 	return nil
 }
 
+// allocateWAL gives the blocks of a new WAL file real backing: badger
+// creates it sparse and writes it through mmap, so once the disk is full a
+// write to a page without a block kills the process with SIGBUS. After
+// this, the rest of the memtable's writes cannot fail that way, whatever
+// else fills the disk. The free-space reserve covers the writes made
+// before it runs (a rotation happens inside a commit). Failure is only
+// logged: the reserve is still there.
+func (s *Badger) allocateWAL(path string) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return // flushed and deleted meanwhile
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err == nil {
+		err = unix.Fallocate(int(f.Fd()), 0, 0, fi.Size())
+	}
+	if err != nil && !errors.Is(err, unix.EOPNOTSUPP) {
+		s.log.Warn("cannot preallocate token store WAL", "path", path, "err", err)
+	}
+}
+
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
@@ -318,6 +347,7 @@ func (s *Badger) syncRotatedWALs() error {
 			return err
 		}
 		s.seq.lastMem = newest
+		s.allocateWAL(filepath.Join(s.dir, fmt.Sprintf("%05d.mem", newest)))
 	}
 	for _, fid := range fids[:len(fids)-1] {
 		f, err := os.OpenFile(filepath.Join(s.dir, fmt.Sprintf("%05d.mem", fid)), os.O_RDWR, 0)
