@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/dgraph-io/badger/v4/options"
 )
 
 // BadgerOptions configures OpenBadger.
@@ -132,9 +131,9 @@ func OpenBadger(o BadgerOptions) (*Badger, error) {
 		WithValueLogFileSize(badgerVlogFileSize).
 		WithNumCompactors(2).
 		WithMetricsEnabled(false).
-		// Verify each table's checksums when it is opened, so that damage
-		// shows at start-up rather than as wrong answers later.
-		WithChecksumVerificationMode(options.OnTableRead).
+		// Not WithChecksumVerificationMode(options.OnTableRead): in badger
+		// v4.9.6 a damaged block then panics (nil dereference in
+		// Table.VerifyChecksum) in a goroutine no recover reaches.
 		WithDetectConflicts(true)
 	if o.Dir == "" {
 		opts = opts.WithInMemory(true)
@@ -160,14 +159,23 @@ func OpenBadger(o BadgerOptions) (*Badger, error) {
 		if err := checkTables(o.Dir); err != nil {
 			return nil, err
 		}
+		if len(o.EncryptionKey) == 0 {
+			if err := verifyTables(o.Dir); err != nil {
+				return nil, err
+			}
+		}
 	}
 	db, err := openBadgerDB(opts)
 	if err != nil {
-		where := o.Dir
-		if where == "" {
-			where = "(memory)"
+		if o.Dir == "" {
+			return nil, fmt.Errorf("cannot open token store (memory): %w", err)
 		}
-		return nil, fmt.Errorf("cannot open token store %s: %w", where, err)
+		if errors.Is(err, ErrDamaged) {
+			return nil, fmt.Errorf("cannot open token store %s: %w", o.Dir, err)
+		}
+		// Badger's errors do not wrap their causes, so a damaged file
+		// cannot be told from other failures here.
+		return nil, fmt.Errorf("cannot open token store %s: %w (if its files are damaged, see \"Repairing the token store\" in the README)", o.Dir, err)
 	}
 	s := &Badger{db: db, log: log, done: make(chan struct{}), now: time.Now, durable: o.Dir != "", dir: o.Dir}
 	s.sync.cond.L = &s.sync.mu

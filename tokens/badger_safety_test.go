@@ -163,6 +163,23 @@ func TestBadgerDamagedStoreRefusesToOpen(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
+		{"table bytes flipped", func(t *testing.T) (string, []Hash) { return closed(t, 1000) }, func(t *testing.T, dir string) {
+			m := filesWithSuffix(t, dir, ".sst")
+			if len(m) == 0 {
+				t.Fatal("no .sst file")
+			}
+			f, err := os.OpenFile(m[0], os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			fi, _ := f.Stat()
+			// A third of the way in: a data block (the first holds the
+			// commit sequence, which the sequence check would catch).
+			if _, err := f.WriteAt([]byte{0xde, 0xad, 0xbe, 0xef}, fi.Size()/3); err != nil {
+				t.Fatal(err)
+			}
+		}},
 		{"table truncated", func(t *testing.T) (string, []Hash) { return closed(t, 1000) }, func(t *testing.T, dir string) {
 			m := filesWithSuffix(t, dir, ".sst")
 			if len(m) == 0 {
@@ -248,7 +265,7 @@ func fill(t *testing.T, path string) {
 // refuses to open with a message naming the directory.
 func TestBadgerFullDisk(t *testing.T) {
 	ctx := context.Background()
-	mnt := mountTmpfs(t, "24m")
+	mnt := mountTmpfs(t, "28m")
 	dir := filepath.Join(mnt, "store")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
