@@ -311,6 +311,9 @@ func Serve(ctx context.Context, cfg *conf.Config, stdout io.Writer, log *slog.Lo
 				tok, _, status := sks.Login(ctx, realm, "", user, pwd, client)
 				return tok, status
 			},
+			Revoke: func(ctx context.Context, realm, tok, client string) (bool, error) {
+				return sks.Revoke(ctx, realm, tok, client)
+			},
 		})
 		if err != nil {
 			return err

@@ -65,7 +65,7 @@ func TestAuditFailClosedFullDisk(t *testing.T) {
 	mnt := mountTmpfs(t, "1m")
 	auditPath := filepath.Join(mnt, "audit.log")
 	cfg := filepath.Join(t.TempDir(), "sks.toml")
-	os.WriteFile(cfg, []byte("[audit]\npath = \""+auditPath+"\"\nfail_closed = true\n"), 0o600)
+	os.WriteFile(cfg, []byte("[audit]\npath = \""+auditPath+"\"\nfail_closed = true\n[web]\nenabled = true\n"), 0o600)
 	srv, _, pw := demoServer(t, "-c", cfg)
 
 	q := func(path string, kv ...string) (int, string) {
@@ -81,6 +81,20 @@ func TestAuditFailClosedFullDisk(t *testing.T) {
 		_, body := q("/valid", "token", tok)
 		first, _, _ := strings.Cut(body, "\n")
 		return first
+	}
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	logout := func(tok string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, srv+"/logout", strings.NewReader("realm=demo"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
 	}
 	// Before the disk fills: a session, a key, a group, and a stored
 	// token of another user.
@@ -155,6 +169,13 @@ func TestAuditFailClosedFullDisk(t *testing.T) {
 		t.Errorf("after a refused mod_group bob's group_hash answers %d, want 403", code)
 	}
 
+	if code := logout(tok); code != 503 {
+		t.Errorf("web logout: %d, want 503", code)
+	}
+	if got := valid(tok); got != "YES" {
+		t.Errorf("after a refused web logout the token answers %s, want YES", got)
+	}
+
 	// Space again: the same requests succeed.
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
@@ -171,11 +192,18 @@ func TestAuditFailClosedFullDisk(t *testing.T) {
 	if got := valid(tok); got != "NO" {
 		t.Errorf("revoked token answers %s", got)
 	}
+	tok = demoLogin(t, srv, pw)
+	if code := logout(tok); code >= 400 {
+		t.Errorf("web logout after freeing space: %d", code)
+	}
+	if got := valid(tok); got != "NO" {
+		t.Errorf("logged-out token answers %s", got)
+	}
 	log, err := os.ReadFile(auditPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"kind":"create_group"`, `"kind":"mod_group"`, `"kind":"revoke"`} {
+	for _, want := range []string{`"kind":"create_group"`, `"kind":"mod_group"`, `"kind":"revoke"`, `"detail":"logout"`} {
 		if !strings.Contains(string(log), want) {
 			t.Errorf("audit log lacks %s", want)
 		}

@@ -416,6 +416,19 @@ func (s *Server) revoke(q *request) {
 	reply(q.w, http.StatusOK, "OK\n")
 }
 
+// Revoke forgets token as /revoke does, reserved and audited like every
+// change (the web logout uses it); known is false for an unknown token.
+func (s *Server) Revoke(ctx context.Context, realm, token, client string) (known bool, err error) {
+	if err := s.reserveErr(ctx, "revoke"); err != nil {
+		return false, err
+	}
+	known, err = s.o.Tokens.Revoke(ctx, realm, token)
+	if err != nil || !known {
+		return known, err
+	}
+	return true, s.emit(ctx, realm, client, Event{Kind: "revoke", Token: short(token), Detail: "logout"})
+}
+
 func (s *Server) replace(q *request) {
 	tok, missing, handled := q.token()
 	if handled {

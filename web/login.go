@@ -265,7 +265,11 @@ func (h *Handler) Logout(w http.ResponseWriter, r *http.Request) {
 		realm = h.realm(r)
 	}
 	if tok, ok := h.token(r); ok && authn.Printable(realm, 256) {
-		ok, err := h.o.Tokens.Revoke(r.Context(), realm, tok)
+		revoke := h.o.Revoke
+		if revoke == nil {
+			revoke = func(ctx context.Context, realm, tok, _ string) (bool, error) { return h.o.Tokens.Revoke(ctx, realm, tok) }
+		}
+		ok, err := revoke(r.Context(), realm, tok, clientAddr(r))
 		if err != nil {
 			h.log.Error("token store failed", "op", "logout", "realm", realm, "err", err)
 			h.render(w, http.StatusServiceUnavailable, pageData{Title: "Sign out", Error: "The sign-out service is unavailable. Please try again later."})

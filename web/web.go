@@ -41,6 +41,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Key signs CSRF tokens; empty makes a random per-process key.
 	Key []byte
+	// Revoke, if set, ends a session on logout as /revoke does (with its
+	// audit line: a fail-closed audit log refuses the logout rather than
+	// revoke unrecorded). Nil revokes through Tokens, unaudited.
+	Revoke func(ctx context.Context, realm, token, client string) (known bool, err error)
 }
 
 // Handler serves the web endpoints.
