@@ -267,7 +267,9 @@ func (h *Handler) Logout(w http.ResponseWriter, r *http.Request) {
 	if tok, ok := h.token(r); ok && authn.Printable(realm, 256) {
 		revoke := h.o.Revoke
 		if revoke == nil {
-			revoke = func(ctx context.Context, realm, tok, _ string) (bool, error) { return h.o.Tokens.Revoke(ctx, realm, tok) }
+			revoke = func(ctx context.Context, realm, tok, _ string) (bool, error) {
+				return h.o.Tokens.Revoke(ctx, realm, tok)
+			}
 		}
 		ok, err := revoke(r.Context(), realm, tok, clientAddr(r))
 		if err != nil {
