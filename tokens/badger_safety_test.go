@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/dgraph-io/badger/v4"
 )
 
 // copyDir copies the regular files of a live store's directory: what a
@@ -347,4 +349,37 @@ func TestBadgerFullDisk(t *testing.T) {
 	if n := missing(s, acked); n != 0 {
 		t.Fatalf("%d of %d acknowledged tokens missing after reopen", n, len(acked))
 	}
+}
+
+// TestBadgerUpgrade: a store written by an sks before the sidecar and the
+// smaller memtables (8 MiB memtables, 64 MiB value log, 1 MiB value
+// threshold), left by kill -9 with its WAL unflushed, opens with every
+// token and gets its sidecar.
+func TestBadgerUpgrade(t *testing.T) {
+	live := t.TempDir()
+	s, err := OpenBadger(BadgerOptions{Dir: live, tune: func(o *badger.Options) {
+		*o = o.WithMemTableSize(8 << 20).WithValueLogFileSize(64 << 20).WithValueThreshold(1 << 20)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	hs := issueN(t, s, "old", 300)
+	dir := t.TempDir()
+	copyDir(t, live, dir)
+	if err := os.Remove(filepath.Join(dir, seqFileName)); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := OpenBadger(BadgerOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if n := missing(s2, hs); n != 0 {
+		t.Fatalf("%d of %d tokens missing after the upgrade", n, len(hs))
+	}
+	if _, err := os.Stat(filepath.Join(dir, seqFileName)); err != nil {
+		t.Errorf("no sidecar after opening: %v", err)
+	}
+	issueN(t, s2, "new", 10)
 }
