@@ -6,6 +6,11 @@
 // so that an acknowledged login survives a crash of the machine. Without
 // Sync a line survives a crash of sks (it is in the kernel) but may be lost
 // if the machine goes down within the kernel's writeback delay.
+//
+// With FailClosed a state change must not happen without its line: the
+// server calls Reserve before it changes anything, which preallocates room
+// at the end of the file (fallocate, keeping its size), so the lines written
+// after the change cannot fail for lack of space.
 package audit
 
 import (
@@ -17,6 +22,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Event is one audit line. Token is a short hash of a token, never a token.
@@ -55,6 +62,13 @@ const (
 	defaultFileMode  = 0o600
 	openFlags        = os.O_WRONLY | os.O_APPEND | os.O_CREATE
 	stdoutPathMarker = "-"
+
+	// Reserve keeps at least reserveLow bytes preallocated past the end of
+	// the file, room for a few hundred lines of requests in flight,
+	// allocating reserveChunk at a time (or just reserveLow when the disk
+	// has no more).
+	reserveLow   = 256 << 10
+	reserveChunk = 1 << 20
 )
 
 // Config configures a Log.
@@ -80,6 +94,8 @@ type Log struct {
 	mu sync.Mutex
 	w  io.Writer
 	f  *os.File // nil for standard output
+	// reservedEnd is the file offset up to which space is preallocated.
+	reservedEnd int64
 }
 
 // Open opens (creating with mode 0600) the audit log.
@@ -120,6 +136,7 @@ func (l *Log) Reopen() error {
 	l.mu.Lock()
 	old := l.f
 	l.f, l.w = f, f
+	l.reservedEnd = 0
 	l.mu.Unlock()
 	return old.Close()
 }
@@ -168,6 +185,55 @@ func (l *Log) Write(e Event) error {
 		}
 	}
 	return nil
+}
+
+// Reserve makes sure the lines of a state change can be written once the
+// change is made: with FailClosed it preallocates room at the end of the
+// file and returns an error when there is none (the server then answers
+// 503 and changes nothing). Without FailClosed, or on standard output, it
+// does nothing.
+func (l *Log) Reserve() error {
+	if !l.c.FailClosed {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		if _, ok := l.w.(errWriter); ok {
+			return l.reserveFailed(os.ErrClosed)
+		}
+		return nil // standard output
+	}
+	fi, err := l.f.Stat()
+	if err != nil {
+		return l.reserveFailed(fmt.Errorf("cannot stat audit log: %w", err))
+	}
+	size := fi.Size()
+	if l.reservedEnd-size >= reserveLow {
+		return nil
+	}
+	fd := int(l.f.Fd())
+	n := int64(reserveChunk)
+	err = unix.Fallocate(fd, unix.FALLOC_FL_KEEP_SIZE, size, n)
+	if errors.Is(err, unix.ENOSPC) {
+		n = reserveLow
+		err = unix.Fallocate(fd, unix.FALLOC_FL_KEEP_SIZE, size, n)
+	}
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		// A file system without fallocate: the lines are written without
+		// a reservation (a full disk then fails them after the change).
+		return nil
+	}
+	if err != nil {
+		return l.reserveFailed(fmt.Errorf("cannot reserve space in audit log: %w", err))
+	}
+	l.reservedEnd = size + n
+	return nil
+}
+
+func (l *Log) reserveFailed(err error) error {
+	l.c.Logger.Error("audit log has no room: refusing changes", "path", l.c.Path, "err", err)
+	return err
 }
 
 func (l *Log) failed(e Event, err error) error {

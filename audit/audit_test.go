@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -140,5 +141,58 @@ func TestReopen(t *testing.T) {
 	}
 	if lines := readLines(t, path); len(lines) != 1 || lines[0]["kind"] != "revoke" {
 		t.Errorf("new file = %v, want one revoke line", lines)
+	}
+}
+
+// TestReserveFullDisk: on a full tmpfs, Reserve fails before anything is
+// changed, and every line written after a Reserve that succeeded is
+// written (the room was preallocated before the disk filled).
+func TestReserveFullDisk(t *testing.T) {
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		if os.Getenv("SKS_REQUIRE_BACKENDS") == "1" {
+			t.Fatalf("mount tmpfs: %v: %s", err, out)
+		}
+		t.Skipf("cannot mount tmpfs (needs root): %v: %s", err, out)
+	}
+	defer exec.Command("umount", "-l", mnt).Run()
+	l, err := Open(Config{Path: filepath.Join(mnt, "audit.log"), FailClosed: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.Reserve(); err != nil {
+		t.Fatalf("reserve on an empty disk: %v", err)
+	}
+	f, err := os.Create(filepath.Join(mnt, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := f.Write(make([]byte, 4096)); err != nil {
+			break
+		}
+	}
+	f.Close()
+	refused := false
+	for i := range 100000 {
+		if err := l.Reserve(); err != nil {
+			refused = true
+			break
+		}
+		if err := l.Write(Event{Kind: "issue", User: "u", Detail: strings.Repeat("x", 200)}); err != nil {
+			t.Fatalf("line %d after a successful Reserve: %v", i, err)
+		}
+	}
+	if !refused {
+		t.Fatal("Reserve never failed on a full disk")
+	}
+	open, err := Open(Config{Path: filepath.Join(mnt, "open.log")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
+	if err := open.Reserve(); err != nil {
+		t.Errorf("Reserve without FailClosed: %v", err)
 	}
 }

@@ -86,6 +86,7 @@ func setupOps(ctx context.Context, cfg *conf.Config, store tokens.Store, opts *s
 	}
 	h.AfterLogin = o.afterLogin
 	h.Event = o.event
+	h.Reserve = o.reserve
 	if o.metrics != nil {
 		h.Request = o.metrics.Request
 		if cfg.Metrics.Listen == "" {
@@ -165,6 +166,13 @@ func (o *ops) event(ctx context.Context, e server.Event) error {
 	}
 	if o.metrics != nil {
 		o.metrics.Event(e.Kind)
+	}
+	return nil
+}
+
+func (o *ops) reserve(context.Context) error {
+	if o.audit != nil {
+		return o.audit.Reserve()
 	}
 	return nil
 }

@@ -34,6 +34,7 @@ func commands() map[string]command {
 		"jwks-key":        {"print the signing key's public JWK, or -raw for ClusterCockpit", runJWKSKey},
 		"apikey":          {"manage HMAC API keys: apikey new <id>", runAPIKey},
 		"migrate":         {"copy a token store between badger and Redis", runMigrate},
+		"repair":          {"salvage a damaged badger store into a new directory", runRepair},
 		"login":           {"log in (password asked on the terminal) and keep the session token", runLogin},
 		"logout":          {"revoke the kept session and delete it (--all: every session of the user)", runLogout},
 		"whoami":          {"check the kept session: YES, SUPERCEDED or NO and the identity", runWhoami},

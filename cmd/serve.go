@@ -175,6 +175,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // openStore opens the badger store of cfg.
 func openStore(cfg *conf.Config, log *slog.Logger) (*tokens.Badger, error) {
+	return openStoreWith(cfg, log, false)
+}
+
+// openStoreWith opens the badger store of cfg; salvage opens a store that
+// failed its integrity check (sks repair).
+func openStoreWith(cfg *conf.Config, log *slog.Logger, salvage bool) (*tokens.Badger, error) {
 	var key []byte
 	if cfg.EncryptionKeyFile != "" {
 		b, err := secretfile.Read(cfg.EncryptionKeyFile)
@@ -197,7 +203,14 @@ func openStore(cfg *conf.Config, log *slog.Logger) (*tokens.Badger, error) {
 			return nil, fmt.Errorf("cannot create data directory: %w", err)
 		}
 	}
-	return tokens.OpenBadger(tokens.BadgerOptions{Dir: cfg.DataDir, EncryptionKey: key, Logger: log})
+	var minFree int64 // zero: tokens.DefaultMinFree
+	switch {
+	case cfg.DataMinFreeMB > 0:
+		minFree = int64(cfg.DataMinFreeMB) << 20
+	case cfg.DataMinFreeMB < 0:
+		minFree = -1
+	}
+	return tokens.OpenBadger(tokens.BadgerOptions{Dir: cfg.DataDir, EncryptionKey: key, Logger: log, MinFree: minFree, Salvage: salvage})
 }
 
 // setupDemo adds the "demo" realm: one user "demo" whose password is kept

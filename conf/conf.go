@@ -31,6 +31,10 @@ type Config struct {
 	// DataDir holds the badger token store. Empty keeps tokens in memory only,
 	// as the original did without -d.
 	DataDir string `toml:"data_dir"`
+	// DataMinFreeMB is the free space, in MiB, kept on DataDir's file
+	// system: below it writes answer 503 and sks does not start (badger
+	// would die of SIGBUS on a full disk). Default 16; negative disables.
+	DataMinFreeMB int `toml:"data_min_free_mb"`
 	// EncryptionKeyFile, if set, names a file of 16, 24 or 32 raw bytes (or
 	// that many bytes hex-encoded) that encrypts the store at rest.
 	EncryptionKeyFile string `toml:"encryption_key_file"`

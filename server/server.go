@@ -92,6 +92,11 @@ type Hooks struct {
 	// revoke, revoke_all, gen_key, create_group, mod_group, stored. It may return an
 	// error to fail the request (an audit log that cannot be written).
 	Event func(ctx context.Context, e Event) error
+	// Reserve is called before every change that Event will report, before
+	// anything changes: an error fails the request (503) with nothing
+	// changed. A fail-closed audit log reserves room for its lines here, so
+	// that no change is made without its line.
+	Reserve func(ctx context.Context) error
 	// Request reports each answered request for metrics.
 	Request func(path string, status int, took time.Duration)
 }
@@ -369,6 +374,27 @@ func (s *Server) event(q *request, e Event) bool {
 	return true
 }
 
+// reserve calls the Reserve hook before a state change; false means it
+// failed and the request was answered 503.
+func (s *Server) reserve(q *request, op string) bool {
+	if err := s.reserveErr(q.r.Context(), op); err != nil {
+		reply(q.w, http.StatusServiceUnavailable, auditUnavailable)
+		return false
+	}
+	return true
+}
+
+func (s *Server) reserveErr(ctx context.Context, op string) error {
+	if s.o.Hooks.Reserve == nil {
+		return nil
+	}
+	if err := s.o.Hooks.Reserve(ctx); err != nil {
+		s.log.Error("event could not be reserved; nothing changed, request failed", "op", op, "err", err)
+		return err
+	}
+	return nil
+}
+
 // emit reports e to the Event hook; an error means the request must fail.
 func (s *Server) emit(ctx context.Context, realm, client string, e Event) error {
 	if s.o.Hooks.Event == nil {
@@ -424,6 +450,9 @@ func (s *Server) revoke(q *request) {
 		reply(q.w, http.StatusOK, "INVALID\n")
 		return
 	}
+	if !s.reserve(q, "revoke") {
+		return
+	}
 	ok, err := s.o.Tokens.Revoke(q.r.Context(), q.realm, tok)
 	if err != nil {
 		s.storeError(q, "revoke", err)
@@ -439,10 +468,26 @@ func (s *Server) revoke(q *request) {
 	reply(q.w, http.StatusOK, "OK\n")
 }
 
+// Revoke forgets token as /revoke does, reserved and audited like every
+// change (the web logout uses it); known is false for an unknown token.
+func (s *Server) Revoke(ctx context.Context, realm, token, client string) (known bool, err error) {
+	if err := s.reserveErr(ctx, "revoke"); err != nil {
+		return false, err
+	}
+	known, err = s.o.Tokens.Revoke(ctx, realm, token)
+	if err != nil || !known {
+		return known, err
+	}
+	return true, s.emit(ctx, realm, client, Event{Kind: "revoke", Token: short(token), Detail: "logout"})
+}
+
 func (s *Server) replace(q *request) {
 	tok, ok := q.knownToken()
 	if !ok {
 		reply(q.w, http.StatusForbidden, "")
+		return
+	}
+	if !s.reserve(q, "replace") {
 		return
 	}
 	next, rec, ok, err := s.o.Tokens.Replace(q.r.Context(), q.realm, tok, s.policy(q.realm))
@@ -608,6 +653,9 @@ func (s *Server) doLogin(ctx context.Context, realm, moduleName, user, pwd, clie
 		return forbidden
 	}
 	identity := identityText(name, source, id.Attrs)
+	if err := s.reserveErr(ctx, "issue"); err != nil {
+		return loginResult{status: http.StatusServiceUnavailable, body: auditUnavailable}
+	}
 	tok, superseded, err := s.o.Tokens.Issue(ctx, realm, name, identity, id.Roles, s.policy(realm))
 	if err != nil {
 		s.log.Error("token store failed", "op", "issue", "realm", realm, "err", err)
@@ -700,6 +748,9 @@ func (s *Server) storedToken(q *request) {
 		return
 	}
 	identity := user + "\nstored\n"
+	if !s.reserve(q, "stored") {
+		return
+	}
 	superseded, err := s.o.Tokens.Put(q.r.Context(), q.realm, tok, user, identity, s.policy(q.realm))
 	if err != nil {
 		s.storeError(q, "stored", err)
@@ -770,6 +821,9 @@ func (s *Server) unban(q *request, isForm bool) {
 		reply(q.w, http.StatusBadRequest, "ERR: missing user or address\n")
 		return
 	}
+	if !s.reserve(q, "unban") {
+		return
+	}
 	found, err := s.o.Unban(q.r.Context(), realm, user, addr)
 	if err != nil {
 		s.log.Error("unban failed", "realm", realm, "user", user, "address", addr, "err", err)
@@ -821,6 +875,9 @@ func (s *Server) genKey(q *request) {
 	}
 	key := make([]byte, 64)
 	rand.Read(key)
+	if !s.reserve(q, "gen_key") {
+		return
+	}
 	if err := s.o.Tokens.Store().PutKey(q.r.Context(), rec.Identity, key); err != nil {
 		s.storeError(q, "gen_key", err)
 		return
@@ -871,6 +928,9 @@ func (s *Server) createGroup(q *request) {
 	}
 	key := make([]byte, 32)
 	rand.Read(key)
+	if !s.reserve(q, "create_group") {
+		return
+	}
 	err := s.o.Tokens.Store().CreateGroup(q.r.Context(), q.realm, g, rec.User, []byte(hex.EncodeToString(key)))
 	if errors.Is(err, tokens.ErrGroupExists) {
 		reply(q.w, http.StatusForbidden, "ERROR: group exists")
@@ -952,6 +1012,9 @@ func (s *Server) modGroup(q *request) {
 			continue
 		}
 		remove = append(remove, u)
+	}
+	if !s.reserve(q, "mod_group") {
+		return
 	}
 	if err := s.o.Tokens.Store().ModGroup(q.r.Context(), q.realm, g, lists[0], lists[1], remove); err != nil {
 		s.storeError(q, "mod_group", err)

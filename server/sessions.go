@@ -156,6 +156,9 @@ func (s *Server) RevokeAll(ctx context.Context, realm, token, client string) (n,
 // is the caller's own token when a user asks. It returns how many ended,
 // and the status and body to answer.
 func (s *Server) endSessions(ctx context.Context, realm, user, client, by, token string) (int, int, string) {
+	if err := s.reserveErr(ctx, "revoke_all"); err != nil {
+		return 0, http.StatusServiceUnavailable, auditUnavailable
+	}
 	hs, err := s.o.Tokens.RevokeAll(ctx, realm, user)
 	if err != nil {
 		s.log.Error("token store failed", "op", "revoke_all", "realm", realm, "revoked", len(hs), "err", err)
@@ -177,15 +180,4 @@ func (s *Server) endSessions(ctx context.Context, realm, user, client, by, token
 	}
 	s.log.Info("sessions revoked", "realm", realm, "user", user, "by", by, "sessions", len(hs), "client", client)
 	return len(hs), http.StatusOK, ""
-}
-
-// Revoke ends one session as /revoke does, audited the same way, for other
-// handlers (the web sign-out). It reports false for an unknown token; an
-// error means the store or the audit log failed.
-func (s *Server) Revoke(ctx context.Context, realm, token, client string) (bool, error) {
-	ok, err := s.o.Tokens.Revoke(ctx, realm, token)
-	if err != nil || !ok {
-		return ok, err
-	}
-	return true, s.emit(ctx, realm, client, Event{Kind: "revoke", Token: short(token), Detail: "web"})
 }

@@ -26,6 +26,18 @@ type BadgerOptions struct {
 	// CacheSize bounds the records kept in memory for validation. Default
 	// 65536; negative disables the cache.
 	CacheSize int
+	// MinFree is the free space, in bytes, kept on the data directory's file
+	// system: below it writes fail with ErrStoreFull (the server answers
+	// 503) and OpenBadger refuses to open. Zero means DefaultMinFree;
+	// negative disables the check (badger then dies of SIGBUS on a full
+	// disk).
+	MinFree int64
+	// Salvage opens a store that failed its integrity check (see
+	// ErrDamaged), for copying out what is readable: sks repair.
+	Salvage bool
+
+	// tune adjusts badger's options in tests.
+	tune func(*badger.Options)
 }
 
 // Badger is the embedded Store, on disk or in memory.
@@ -39,6 +51,9 @@ type Badger struct {
 
 	durable bool // on disk: every write waits for a group sync
 	sync    groupSync
+	dir     string
+	disk    *diskGuard   // nil: no free-space check
+	seq     seqState     // used by the group sync's leader only
 	cache   *recordCache // nil: disabled
 }
 
@@ -50,10 +65,11 @@ type Badger struct {
 // sync that started after their commit: one db.Sync covers every commit
 // that finished before it began.
 //
-// db.Sync covers the active memtable's WAL. A commit made just before the
-// memtable rotates sits in the old WAL until badger flushes that memtable to
-// a synced table a moment later: it survives kill -9 (the data is in the
-// page cache) but a power loss inside that window could lose it.
+// The sync itself is Badger.durableSync: db.Sync covers only the active
+// memtable's WAL, so it also syncs the WALs of memtables that rotated out
+// and are not flushed yet (a commit made just before a rotation would
+// otherwise sit in the page cache until the flush, and a power loss in that
+// window lost it).
 type groupSync struct {
 	mu      sync.Mutex
 	cond    sync.Cond
@@ -63,7 +79,7 @@ type groupSync struct {
 }
 
 // wait returns once a sync that began after the caller's commit has finished.
-func (g *groupSync) wait(db *badger.DB) error {
+func (g *groupSync) wait(syncFn func() error) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.want++
@@ -76,7 +92,7 @@ func (g *groupSync) wait(db *badger.DB) error {
 		g.running = true
 		target := g.want
 		g.mu.Unlock()
-		err := db.Sync()
+		err := syncFn()
 		g.mu.Lock()
 		g.running = false
 		g.cond.Broadcast()
@@ -91,8 +107,10 @@ func (g *groupSync) wait(db *badger.DB) error {
 var _ Store = (*Badger)(nil)
 
 // OpenBadger opens (creating if needed) the store. On disk every write is
-// synced before it returns, so an acknowledged token survives kill -9;
-// concurrent writes share one sync (see groupSync).
+// synced before it returns, so an acknowledged token survives kill -9 and
+// power loss; concurrent writes share one sync (see groupSync). It fails
+// with ErrDamaged when the directory holds less than was acknowledged, and
+// with ErrStoreFull when its disk is below the free-space reserve.
 func OpenBadger(o BadgerOptions) (*Badger, error) {
 	log := o.Logger
 	if log == nil {
@@ -101,16 +119,21 @@ func OpenBadger(o BadgerOptions) (*Badger, error) {
 	opts := badger.DefaultOptions(o.Dir).
 		WithLogger(badgerLogger{log}).
 		// Sizes for a store of small records: badger's defaults (64 MiB
-		// memtables, 256 MiB block cache) would dominate the process's memory.
-		WithMemTableSize(8 << 20).
+		// memtables, 256 MiB block cache) would dominate the process's
+		// memory, and the disk reserve (DefaultMinFree) follows them.
+		WithMemTableSize(badgerMemTableSize).
+		WithValueThreshold(badgerValueThreshold).
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(8).
 		WithBaseTableSize(2 << 20).
 		WithBlockCacheSize(8 << 20).
-		WithValueLogFileSize(64 << 20).
+		WithValueLogFileSize(badgerVlogFileSize).
 		WithNumCompactors(2).
 		WithMetricsEnabled(false).
+		// Not WithChecksumVerificationMode(options.OnTableRead): in badger
+		// v4.9.6 a damaged block then panics (nil dereference in
+		// Table.VerifyChecksum) in a goroutine no recover reaches.
 		WithDetectConflicts(true)
 	if o.Dir == "" {
 		opts = opts.WithInMemory(true)
@@ -118,16 +141,53 @@ func OpenBadger(o BadgerOptions) (*Badger, error) {
 	if len(o.EncryptionKey) > 0 {
 		opts = opts.WithEncryptionKey(o.EncryptionKey).WithIndexCacheSize(8 << 20)
 	}
-	db, err := badger.Open(opts)
-	if err != nil {
-		where := o.Dir
-		if where == "" {
-			where = "(memory)"
-		}
-		return nil, fmt.Errorf("cannot open token store %s: %w", where, err)
+	if o.tune != nil {
+		o.tune(&opts)
 	}
-	s := &Badger{db: db, log: log, done: make(chan struct{}), now: time.Now, durable: o.Dir != ""}
+	minFree := o.MinFree
+	if minFree == 0 {
+		minFree = DefaultMinFree
+	}
+	if o.Dir != "" {
+		if err := checkSpaceAtOpen(o.Dir, minFree); err != nil {
+			return nil, err
+		}
+		// Even when salvaging: badger would delete the tables.
+		if err := preOpenCheck(o.Dir); err != nil {
+			return nil, err
+		}
+		if err := checkTables(o.Dir); err != nil {
+			return nil, err
+		}
+		if len(o.EncryptionKey) == 0 {
+			if err := verifyTables(o.Dir); err != nil {
+				return nil, err
+			}
+		}
+	}
+	db, err := openBadgerDB(opts)
+	if err != nil {
+		if o.Dir == "" {
+			return nil, fmt.Errorf("cannot open token store (memory): %w", err)
+		}
+		if errors.Is(err, ErrDamaged) {
+			return nil, fmt.Errorf("cannot open token store %s: %w", o.Dir, err)
+		}
+		// Badger's errors do not wrap their causes, so a damaged file
+		// cannot be told from other failures here.
+		return nil, fmt.Errorf("cannot open token store %s: %w (if its files are damaged, see \"Repairing the token store\" in the README)", o.Dir, err)
+	}
+	s := &Badger{db: db, log: log, done: make(chan struct{}), now: time.Now, durable: o.Dir != "", dir: o.Dir}
 	s.sync.cond.L = &s.sync.mu
+	if o.Dir != "" {
+		if minFree > 0 {
+			s.disk = &diskGuard{dir: o.Dir, minFree: minFree}
+		}
+		if err := s.openSeq(o.Dir, o.Salvage); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	switch {
 	case o.CacheSize == 0:
 		s.cache = newRecordCache(65536)
@@ -147,6 +207,18 @@ func OpenBadger(o BadgerOptions) (*Badger, error) {
 		go s.gcLoop(iv)
 	}
 	return s, nil
+}
+
+// openBadgerDB is badger.Open that turns a panic into an error: badger
+// panics on some damaged files (a truncated table: "slice bounds out of
+// range") rather than failing.
+func openBadgerDB(opts badger.Options) (db *badger.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: badger failed reading its files: %v (see \"Repairing the token store\" in the README)", ErrDamaged, r)
+		}
+	}()
+	return badger.Open(opts)
 }
 
 func (s *Badger) gcLoop(iv time.Duration) {
@@ -175,6 +247,10 @@ func (s *Badger) Close() error {
 	s.wg.Wait()
 	err := s.db.Close()
 	s.db = nil
+	if f := s.seq.f; f != nil {
+		err = errors.Join(err, f.Sync(), f.Close())
+		s.seq.f = nil
+	}
 	return err
 }
 
@@ -196,6 +272,9 @@ func (s *Badger) update(ctx context.Context, fn func(txn *badger.Txn) error) err
 	if s.db == nil {
 		return ErrClosed
 	}
+	if err := s.checkSpace(); err != nil {
+		return err
+	}
 	for {
 		err := s.db.Update(fn)
 		if errors.Is(err, badger.ErrConflict) {
@@ -207,7 +286,7 @@ func (s *Badger) update(ctx context.Context, fn func(txn *badger.Txn) error) err
 		if err != nil || !s.durable {
 			return err
 		}
-		return s.sync.wait(s.db)
+		return s.sync.wait(s.durableSync)
 	}
 }
 

@@ -150,6 +150,9 @@ func (s *Badger) badgerEntry(txn *badger.Txn, key, v []byte, exp uint64) (e Entr
 	if len(key) == 0 {
 		return e, false, errCorrupt
 	}
+	if key[0] == pfxMeta {
+		return e, false, nil // the store's own bookkeeping
+	}
 	var parts []string
 	rest := key[1:]
 	for len(rest) > 0 {

@@ -50,9 +50,11 @@ type Options struct {
 	// everywhere"); cmd passes the protocol server's, which audits it.
 	// Nil uses Tokens directly, unaudited.
 	RevokeAll RevokeAllFunc
+
 	// Revoke ends one session (sign out) and reports whether the token was
-	// known; cmd passes the protocol server's, which audits it. Nil uses
-	// Tokens directly, unaudited.
+	// known; cmd passes the protocol server's, which reserves and writes
+	// its audit line (a fail-closed audit log refuses the logout rather
+	// than revoke unrecorded). Nil revokes through Tokens, unaudited.
 	Revoke func(ctx context.Context, realm, token, client string) (known bool, err error)
 }
 
