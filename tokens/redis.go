@@ -51,6 +51,7 @@ type Redis struct {
 	closed  atomic.Bool
 	now     func() time.Time
 	where   string
+	cache   *redisCache // nil: no client-side cache
 }
 
 var (
@@ -122,7 +123,8 @@ func OpenRedis(ctx context.Context, o RedisOptions, log *slog.Logger) (*Redis, e
 		}
 		return nil, fmt.Errorf("cannot reach redis at %s: %w (is redis-server running? check addrs)", s.where, err)
 	}
-	s.log.Debug("token store opened", "addrs", s.where, "db", o.DB, "tls", tc != nil)
+	s.openCache(o, tc)
+	s.log.Debug("token store opened", "addrs", s.where, "db", o.DB, "tls", tc != nil, "cache", s.cache != nil)
 	return s, nil
 }
 
@@ -153,6 +155,9 @@ func userOrDefault(u string) string {
 func (s *Redis) Close() error {
 	if s.closed.Swap(true) {
 		return nil
+	}
+	if s.cache != nil {
+		s.cache.close()
 	}
 	return s.c.Close()
 }
@@ -536,7 +541,27 @@ func (s *Redis) Get(ctx context.Context, realm string, h Hash) (Record, error) {
 		return Record{}, err
 	}
 	defer cancel()
-	b, err := s.c.Get(ctx, s.tokenKey(realm, h)).Bytes()
+	key := s.tokenKey(realm, h)
+	if s.cache == nil {
+		return s.get(ctx, key, h)
+	}
+	if rec, ok := s.cache.get(key); ok {
+		if !rec.Expires.IsZero() && !s.now().Before(rec.Expires) {
+			return Record{}, ErrNotFound
+		}
+		return rec, nil
+	}
+	epoch, fill := s.cache.beginFill(key)
+	rec, err := s.get(ctx, key, h)
+	if fill {
+		s.cache.endFill(key, epoch, rec, err == nil)
+	}
+	return rec, err
+}
+
+// get reads and decodes the record at key from Redis.
+func (s *Redis) get(ctx context.Context, key string, h Hash) (Record, error) {
+	b, err := s.c.Get(ctx, key).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return Record{}, ErrNotFound
 	}
