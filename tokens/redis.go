@@ -536,32 +536,35 @@ func (s *Redis) Touch(ctx context.Context, realm string, h Hash, expires time.Ti
 
 // Get implements Store.
 func (s *Redis) Get(ctx context.Context, realm string, h Hash) (Record, error) {
-	ctx, cancel, err := s.call(ctx)
-	if err != nil {
-		return Record{}, err
-	}
-	defer cancel()
-	key := s.tokenKey(realm, h)
 	if s.cache == nil {
-		return s.get(ctx, key, h)
+		return s.get(ctx, realm, h)
 	}
-	if rec, ok := s.cache.get(key); ok {
+	if s.closed.Load() {
+		return Record{}, ErrClosed
+	}
+	k := cacheKey{realm, h}
+	if rec, ok := s.cache.get(k); ok {
 		if !rec.Expires.IsZero() && !s.now().Before(rec.Expires) {
 			return Record{}, ErrNotFound
 		}
 		return rec, nil
 	}
-	epoch, fill := s.cache.beginFill(key)
-	rec, err := s.get(ctx, key, h)
+	epoch, fill := s.cache.beginFill(k)
+	rec, err := s.get(ctx, realm, h)
 	if fill {
-		s.cache.endFill(key, epoch, rec, err == nil)
+		s.cache.endFill(k, epoch, rec, err == nil)
 	}
 	return rec, err
 }
 
-// get reads and decodes the record at key from Redis.
-func (s *Redis) get(ctx context.Context, key string, h Hash) (Record, error) {
-	b, err := s.c.Get(ctx, key).Bytes()
+// get reads and decodes the record of h from Redis.
+func (s *Redis) get(ctx context.Context, realm string, h Hash) (Record, error) {
+	ctx, cancel, err := s.call(ctx)
+	if err != nil {
+		return Record{}, err
+	}
+	defer cancel()
+	b, err := s.c.Get(ctx, s.tokenKey(realm, h)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return Record{}, ErrNotFound
 	}

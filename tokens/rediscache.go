@@ -3,9 +3,11 @@ package tokens
 import (
 	"context"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,14 +76,15 @@ const invalidateChannel = "__redis__:invalidate"
 type redisCache struct {
 	staleness time.Duration
 	max       int
+	prefix    string // the store's KeyPrefix
 	log       *slog.Logger
 	base      time.Time // monotonic origin of the times below
 
 	mu    sync.RWMutex
-	m     map[string]Record
-	fills map[string]*cacheFill // keys with a read from Redis in flight
-	up    bool                  // tracking on the current connection is established
-	epoch uint64                // bumped whenever the cache is flushed
+	m     map[cacheKey]Record
+	fills map[cacheKey]*cacheFill // tokens with a read from Redis in flight
+	up    bool                    // tracking on the current connection is established
+	epoch uint64                  // bumped whenever the cache is flushed
 
 	// confirmed is the send time (nanoseconds since base) of the newest
 	// PING the tracking connection answered since it subscribed; 0 while
@@ -109,10 +112,10 @@ type cacheFill struct {
 
 // newRedisCache starts tracking through client, a client of its own (its
 // OnConnect must run trackingOnConnect, its protocol must be RESP2).
-func newRedisCache(client redis.UniversalClient, size int, staleness time.Duration, timeout time.Duration, log *slog.Logger) *redisCache {
+func newRedisCache(client redis.UniversalClient, prefix string, size int, staleness time.Duration, timeout time.Duration, log *slog.Logger) *redisCache {
 	c := &redisCache{
-		staleness: staleness, max: size, log: log, base: time.Now(),
-		m: make(map[string]Record), fills: make(map[string]*cacheFill),
+		staleness: staleness, max: size, log: log, base: time.Now(), prefix: prefix,
+		m: make(map[cacheKey]Record), fills: make(map[cacheKey]*cacheFill),
 		kick: make(chan struct{}, 1), client: client,
 	}
 	ch := make(chan struct{})
@@ -158,7 +161,7 @@ func (c *redisCache) fresh() bool {
 }
 
 // get returns the cached record of key, if the cache may answer.
-func (c *redisCache) get(key string) (Record, bool) {
+func (c *redisCache) get(key cacheKey) (Record, bool) {
 	if !c.fresh() {
 		return Record{}, false
 	}
@@ -176,7 +179,7 @@ func (c *redisCache) get(key string) (Record, bool) {
 // beginFill registers a read of key that is about to go to Redis. It
 // returns the epoch to pass to endFill, or false if the read must not
 // fill the cache (tracking is not established).
-func (c *redisCache) beginFill(key string) (uint64, bool) {
+func (c *redisCache) beginFill(key cacheKey) (uint64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.up {
@@ -193,7 +196,7 @@ func (c *redisCache) beginFill(key string) (uint64, bool) {
 
 // endFill ends a read registered with beginFill, caching r if ok and
 // nothing invalidated key or flushed the cache meanwhile.
-func (c *redisCache) endFill(key string, epoch uint64, r Record, ok bool) {
+func (c *redisCache) endFill(key cacheKey, epoch uint64, r Record, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	f := c.fills[key]
@@ -215,10 +218,15 @@ func (c *redisCache) endFill(key string, epoch uint64, r Record, ok bool) {
 	c.m[key] = r
 }
 
-// invalidate drops keys and marks reads of them in flight.
+// invalidate drops the tokens of Redis keys and marks reads of them in
+// flight. Other keys (users' lists, per-identity keys, groups) are not cached.
 func (c *redisCache) invalidate(keys []string) {
 	c.mu.Lock()
-	for _, k := range keys {
+	for _, rk := range keys {
+		k, ok := parseTokenKey(c.prefix, rk)
+		if !ok {
+			continue
+		}
 		delete(c.m, k)
 		if f := c.fills[k]; f != nil {
 			f.stale = true
@@ -227,14 +235,42 @@ func (c *redisCache) invalidate(keys []string) {
 	c.mu.Unlock()
 }
 
+// parseTokenKey is the inverse of Redis.tokenKey: the realm and hash of
+// a token record's key, or false for any other key.
+func parseTokenKey(prefix, key string) (cacheKey, bool) {
+	rest, ok := strings.CutPrefix(key, prefix+"{r:")
+	if !ok {
+		return cacheKey{}, false
+	}
+	// An escaped realm holds no '}', so the first one ends the tag.
+	i := strings.IndexByte(rest, '}')
+	if i < 0 {
+		return cacheKey{}, false
+	}
+	hx, ok := strings.CutPrefix(rest[i+1:], ":t:")
+	if !ok || len(hx) != 2*len(Hash{}) {
+		return cacheKey{}, false
+	}
+	realm, ok := unescapeTag(rest[:i])
+	if !ok {
+		return cacheKey{}, false
+	}
+	var k cacheKey
+	if _, err := hex.Decode(k.h[:], []byte(hx)); err != nil {
+		return cacheKey{}, false
+	}
+	k.realm = realm
+	return k, true
+}
+
 // reset flushes the cache and forgets reads in flight; up says whether
 // tracking is established on a new connection (it still needs an answered
 // PING before the cache answers).
 func (c *redisCache) reset(up bool) {
 	c.confirmed.Store(0)
 	c.mu.Lock()
-	c.m = make(map[string]Record)
-	c.fills = make(map[string]*cacheFill)
+	c.m = make(map[cacheKey]Record)
+	c.fills = make(map[cacheKey]*cacheFill)
 	c.epoch++
 	c.up = up
 	c.mu.Unlock()
@@ -383,9 +419,9 @@ func (c *redisCache) sync() {
 		case <-*ch:
 		case <-timer.C:
 			c.mu.Lock()
-			c.m = make(map[string]Record)
+			c.m = make(map[cacheKey]Record)
 			c.epoch++
-			c.fills = make(map[string]*cacheFill)
+			c.fills = make(map[cacheKey]*cacheFill)
 			c.mu.Unlock()
 			return
 		}
@@ -467,6 +503,6 @@ func (s *Redis) openCache(o RedisOptions, tc *tls.Config) {
 			OnConnect: trackingOnConnect(o.KeyPrefix),
 		})
 	}
-	s.cache = newRedisCache(client, o.CacheSize, o.CacheStaleness, o.Timeout, log)
+	s.cache = newRedisCache(client, o.KeyPrefix, o.CacheSize, o.CacheStaleness, o.Timeout, log)
 	s.c.AddHook(syncHook{s.cache})
 }
