@@ -2,6 +2,7 @@ package tokens_test
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -399,16 +400,19 @@ func must(t testing.TB, err error) {
 // TestRedisSentinelFailover: with a master, a replica and one sentinel, a
 // store in sentinel mode follows the failover after the master is killed,
 // keeps the replicated token, and takes new logins, without being reopened.
-func TestRedisSentinelFailover(t *testing.T) {
+// startSentinel starts a master, a replica of it and one sentinel that
+// monitors it as "mymaster", and waits until the sentinel knows the replica.
+func startSentinel(t *testing.T) (master, replica, sentinel *testrig.Proc, sport, rport int) {
+	t.Helper()
 	testrig.Require(t, "redis-server", "redis-cli")
-	ctx := context.Background()
 	dir := t.TempDir()
-	mport, rport, sport := testrig.FreePort(t), testrig.FreePort(t), testrig.FreePort(t)
+	mport := testrig.FreePort(t)
+	rport, sport = testrig.FreePort(t), testrig.FreePort(t)
 	addr := func(p int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)) }
-	master := startRedis(t, dir, mport)
+	master = startRedis(t, dir, mport)
 	rdir := filepath.Join(dir, "replica")
 	must(t, os.Mkdir(rdir, 0o700))
-	replica := testrig.Start(t, rdir, "replica", nil, "redis-server", append(redisArgs(rdir, rport),
+	replica = testrig.Start(t, rdir, "replica", nil, "redis-server", append(redisArgs(rdir, rport),
 		"--replicaof", "127.0.0.1", strconv.Itoa(mport), "--masterauth", redisPassword)...)
 	replica.WaitTCP(t, addr(rport), 10*time.Second)
 	conf := filepath.Join(dir, "sentinel.conf")
@@ -420,7 +424,7 @@ sentinel auth-pass mymaster %s
 sentinel down-after-milliseconds mymaster 500
 sentinel failover-timeout mymaster 5000
 `, sport, dir, mport, redisPassword)), 0o600))
-	sentinel := testrig.Start(t, dir, "sentinel", nil, "redis-server", conf, "--sentinel")
+	sentinel = testrig.Start(t, dir, "sentinel", nil, "redis-server", conf, "--sentinel")
 	sentinel.WaitTCP(t, addr(sport), 10*time.Second)
 	// The sentinel must know the replica before it can fail over to it.
 	sentinel.WaitFor(t, 15*time.Second, func() error {
@@ -430,12 +434,21 @@ sentinel failover-timeout mymaster 5000
 		}
 		return nil
 	})
+	return master, replica, sentinel, sport, rport
+}
 
-	o := redisOpts(addr(sport))
+func TestRedisSentinelFailover(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	master, replica, sentinel, sport, rport := startSentinel(t)
+	o := redisOpts(net.JoinHostPort("127.0.0.1", strconv.Itoa(sport)))
 	o.Mode, o.MasterName = tokens.RedisSentinel, "mymaster"
 	s := openRedis(t, o)
 	h := tokens.HashToken("before")
 	must(t, issued(s.Issue(ctx, "r", h, tokens.Record{User: "alice", Identity: "alice\npam\n"}, 1)))
+	// A second node has the token in its client-side cache, as current.
+	s2 := openRedis(t, o)
+	cached(t, s2, "r", h)
 	// Wait until the replica has it (replication is asynchronous).
 	replica.WaitFor(t, 30*time.Second, func() error {
 		out, err := exec.Command("redis-cli", "-p", strconv.Itoa(rport), "-a", redisPassword, "--no-auth-warning",
@@ -469,6 +482,88 @@ sentinel failover-timeout mymaster 5000
 	if got, err := s.Get(ctx, "r", h); err != nil || !got.Superseded {
 		t.Fatalf("token from before the failover: %+v, %v; want it kept and superseded", got, err)
 	}
+	// The second node dropped its cache with the old master and sees the
+	// login made on the new one.
+	start = time.Now()
+	for {
+		got, err := s2.Get(ctx, "r", h)
+		if err == nil && got.Superseded {
+			break
+		}
+		if err == nil && !got.Superseded || time.Since(start) > 10*time.Second {
+			t.Fatalf("second node after the failover: %+v, %v; want superseded", got, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cached(t, s2, "r", h)
+}
+
+// TestRedisSentinelSwitch: a failover the sentinel is asked for, with the
+// old master alive (it becomes a replica and keeps the tracking connection
+// of the second node open): a login on the new master is still seen by a
+// node that had the superseded token cached.
+func TestRedisSentinelSwitch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, _, _, sport, rport := startSentinel(t)
+	o := redisOpts(net.JoinHostPort("127.0.0.1", strconv.Itoa(sport)))
+	o.Mode, o.MasterName = tokens.RedisSentinel, "mymaster"
+	a, b := openRedis(t, o), openRedis(t, o)
+	rec := tokens.Record{User: "alice", Identity: "alice\npam\n"}
+	h := tokens.HashToken
+	must(t, issued(a.Issue(ctx, "r", h("before"), rec, 1)))
+	cached(t, b, "r", h("before"))
+	// Redis refuses a failover before the replica has caught up; retry.
+	for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
+		out, err := exec.Command("redis-cli", "-p", strconv.Itoa(sport), "sentinel", "failover", "mymaster").CombinedOutput()
+		if err == nil && strings.Contains(string(out), "OK") {
+			break
+		}
+		if time.Since(start) > 15*time.Second {
+			t.Fatalf("sentinel failover: %v %s", err, out)
+		}
+	}
+	start := time.Now()
+	for { // until the sentinel names the replica as master
+		out, err := exec.Command("redis-cli", "-p", strconv.Itoa(sport), "sentinel", "get-master-addr-by-name", "mymaster").CombinedOutput()
+		if err == nil && strings.Contains(string(out), strconv.Itoa(rport)) {
+			break
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("sentinel did not switch within 30s: %v %s", err, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Until the old master is demoted, a login may still land on it (and
+	// be lost with it): log in until one is on the new master.
+	nm := redis.NewClient(&redis.Options{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(rport)), Password: redisPassword})
+	defer nm.Close()
+	after := h("after")
+	for {
+		err := issued(a.Issue(ctx, "r", after, rec, 1))
+		if err == nil {
+			n, err := nm.Exists(ctx, o.KeyPrefix+"{r:r}:t:"+hex.EncodeToString(after[:])).Result()
+			if err == nil && n == 1 {
+				break
+			}
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("no login on the new master within 30s of the failover: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	done := time.Now()
+	for {
+		got, err := b.Get(ctx, "r", h("before"))
+		if err == nil && got.Superseded {
+			break
+		}
+		if time.Since(done) > time.Second {
+			t.Fatalf("node B 1s after a login on the new master: %+v, %v; want superseded", got, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Logf("login on the new master %s after the failover began; B saw it %s later", done.Sub(start), time.Since(done))
 }
 
 // TestRedisCluster runs the conformance suite against a one-node Redis

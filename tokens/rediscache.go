@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -103,6 +104,15 @@ type redisCache struct {
 	done   sync.WaitGroup
 
 	hits, misses atomic.Uint64
+
+	// Sentinel mode only (followMaster): the tracking connection must be on
+	// the server the store's writes go to. dialed is the server the
+	// tracking client last connected to, tracked the one tracking is
+	// established on, main the one the store's client last connected to.
+	followMaster           bool
+	main                   redis.UniversalClient // the store's client, pinged to notice a failover
+	addrMu                 sync.Mutex
+	dialed, tracked, mainA string
 }
 
 type cacheFill struct {
@@ -111,15 +121,19 @@ type cacheFill struct {
 }
 
 // newRedisCache starts tracking through client, a client of its own (its
-// OnConnect must run trackingOnConnect, its protocol must be RESP2).
-func newRedisCache(client redis.UniversalClient, prefix string, size int, staleness time.Duration, timeout time.Duration, log *slog.Logger) *redisCache {
+// OnConnect must run trackingOnConnect, its protocol must be RESP2). main
+// is the store's client in sentinel mode (the cache follows its master),
+// else nil.
+func newRedisCache(client redis.UniversalClient, prefix string, size int, staleness time.Duration, timeout time.Duration, log *slog.Logger, main redis.UniversalClient) *redisCache {
 	c := &redisCache{
 		staleness: staleness, max: size, log: log, base: time.Now(), prefix: prefix,
+		followMaster: main != nil, main: main,
 		m: make(map[cacheKey]Record), fills: make(map[cacheKey]*cacheFill),
 		kick: make(chan struct{}, 1), client: client,
 	}
 	ch := make(chan struct{})
 	c.pong.Store(&ch)
+	client.AddHook(trackerHook{c})
 	ctx, cancel := context.WithCancel(context.Background())
 	c.stop = cancel
 	c.done.Add(2)
@@ -323,7 +337,9 @@ func (c *redisCache) receive(ctx context.Context, ps *redis.PubSub) error {
 			if m.Kind != "subscribe" || m.Channel != invalidateChannel {
 				return errors.New("redis cache: unexpected " + m.Kind + " " + m.Channel)
 			}
-			c.reset(true)
+			if err := c.establish(); err != nil {
+				return err
+			}
 			c.log.Debug("redis cache: tracking established")
 			c.pingNow()
 		case *redis.Message:
@@ -394,6 +410,12 @@ func (c *redisCache) pinger(ctx context.Context, timeout time.Duration) {
 		}
 		pctx, cancel := context.WithTimeout(ctx, timeout)
 		_ = ps.Ping(pctx, strconv.FormatInt(c.now(), 10))
+		if c.main != nil {
+			// After a failover the store's client drops its connections to
+			// the old master and dials the new one (mainDialed), even on a
+			// node that answers every /valid from its cache.
+			_ = c.main.Ping(pctx).Err()
+		}
 		cancel()
 	}
 }
@@ -439,11 +461,69 @@ var readOnly = map[string]bool{
 	"script": true, "command": true, "evalsha_ro": true, "eval_ro": true,
 }
 
+// establish marks tracking established on the connection just
+// subscribed; in sentinel mode only if it is on the server the store's
+// client last connected to (a failover may have moved one and not yet the
+// other).
+func (c *redisCache) establish() error {
+	c.addrMu.Lock()
+	defer c.addrMu.Unlock()
+	if c.followMaster && c.mainA != "" && c.dialed != c.mainA {
+		return errors.New("redis cache: tracking connection is on " + c.dialed + " but the store uses " + c.mainA)
+	}
+	c.tracked = c.dialed
+	c.reset(true)
+	return nil
+}
+
+// trackerDialHook records where the tracking client connects.
+func (c *redisCache) trackerDialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		cn, err := next(ctx, network, addr)
+		if err == nil {
+			c.addrMu.Lock()
+			c.dialed = cn.RemoteAddr().String()
+			c.addrMu.Unlock()
+		}
+		return cn, err
+	}
+}
+
+// mainDialed notes that the store's client connected to addr. In sentinel
+// mode a server other than the tracked one means a failover: the cache is
+// flushed and bypassed at once, before the new connection carries a write,
+// and the tracking connection starts again (and must land on addr).
+func (c *redisCache) mainDialed(addr string) {
+	c.addrMu.Lock()
+	c.mainA = addr
+	moved := c.followMaster && c.tracked != "" && c.tracked != addr
+	if moved {
+		c.tracked = ""
+	}
+	c.addrMu.Unlock()
+	if moved {
+		c.reset(false)
+		c.log.Info("redis cache: the store moved to another server; cache flushed until tracking follows", "addr", addr)
+		if ps := c.ps.Load(); ps != nil {
+			ps.Close()
+		}
+	}
+}
+
 // syncHook makes every write through the store's client wait for the
-// cache (redisCache.sync) before it returns.
+// cache (redisCache.sync) before it returns, and tells the cache where
+// the client connects.
 type syncHook struct{ c *redisCache }
 
-func (h syncHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h syncHook) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		cn, err := next(ctx, network, addr)
+		if err == nil {
+			h.c.mainDialed(cn.RemoteAddr().String())
+		}
+		return cn, err
+	}
+}
 
 func (h syncHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
@@ -503,6 +583,21 @@ func (s *Redis) openCache(o RedisOptions, tc *tls.Config) {
 			OnConnect: trackingOnConnect(o.KeyPrefix),
 		})
 	}
-	s.cache = newRedisCache(client, o.KeyPrefix, o.CacheSize, o.CacheStaleness, o.Timeout, log)
+	var main redis.UniversalClient
+	if o.Mode == RedisSentinel {
+		main = s.c
+	}
+	s.cache = newRedisCache(client, o.KeyPrefix, o.CacheSize, o.CacheStaleness, o.Timeout, log, main)
 	s.c.AddHook(syncHook{s.cache})
+}
+
+// trackerHook is the tracking client's hook: it records where it connects.
+type trackerHook struct{ c *redisCache }
+
+func (h trackerHook) DialHook(next redis.DialHook) redis.DialHook { return h.c.trackerDialHook(next) }
+
+func (h trackerHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (h trackerHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }
