@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -111,6 +112,15 @@ func stopSharedRedis() {
 }
 
 func TestMain(m *testing.M) {
+	// Most of these tests wait (for TTLs to pass, servers to start, a
+	// failover): unless -parallel is given, run more of them at once than
+	// the default of one per CPU.
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		flag.Set("test.parallel", "16")
+	}
 	code := m.Run()
 	closeBenchStores()
 	stopSharedRedis()
@@ -138,6 +148,7 @@ func openRedis(t testing.TB, o tokens.RedisOptions) *tokens.Redis {
 }
 
 func TestRedis(t *testing.T) {
+	t.Parallel()
 	addr := sharedRedis(t)
 	storetest.Run(t, func(t *testing.T) tokens.Store { return openRedis(t, redisOpts(addr)) })
 }
@@ -146,6 +157,7 @@ func TestRedis(t *testing.T) {
 // of the key syntax ({, }, %, :) and glob characters neither collide nor
 // break the hash tag, and survive a dump.
 func TestRedisAwkwardNames(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := openRedis(t, redisOpts(sharedRedis(t)))
 	realms := []string{"", "a", "a}", "a}:u:b", "{x}", "%7D", "*?[", "a:t:"}
@@ -177,6 +189,7 @@ func TestRedisAwkwardNames(t *testing.T) {
 // TestRedisTwoNodes: two stores on one Redis behave as one store, the way
 // two sks nodes share it.
 func TestRedisTwoNodes(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	o := redisOpts(sharedRedis(t))
 	a, b := openRedis(t, o), openRedis(t, o)
@@ -226,6 +239,7 @@ func TestRedisTwoNodes(t *testing.T) {
 // ErrUnavailable (a 503, not a NO); after a restart on the same port the
 // same store works again without being reopened.
 func TestRedisOutage(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
 	port := testrig.FreePort(t)
@@ -289,6 +303,7 @@ func TestRedisOutage(t *testing.T) {
 // TestRedisAuth: a wrong or missing password fails at open with an error
 // saying so; a password file readable by others is refused.
 func TestRedisAuth(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	addr := sharedRedis(t)
 	for _, c := range []struct{ name, user, pw string }{
@@ -338,6 +353,7 @@ func TestRedisAuth(t *testing.T) {
 }
 
 func TestParseRedisURL(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		in   string
 		want tokens.RedisOptions
@@ -370,6 +386,7 @@ func TestParseRedisURL(t *testing.T) {
 }
 
 func TestRedisOptionsRefused(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name string
 		o    tokens.RedisOptions
@@ -574,6 +591,7 @@ func TestRedisSentinelSwitch(t *testing.T) {
 // fail only on a node that does not serve their slot; so the Dump subtest
 // checks that every key of one realm or group hashes to one slot.
 func TestRedisCluster(t *testing.T) {
+	t.Parallel()
 	testrig.Require(t, "redis-server", "redis-cli")
 	dir := t.TempDir()
 	port := testrig.FreePort(t)
@@ -630,6 +648,7 @@ func TestRedisCluster(t *testing.T) {
 
 // TestRedisOptionsTOML decodes the README's example.
 func TestRedisOptionsTOML(t *testing.T) {
+	t.Parallel()
 	const doc = `
 mode = "sentinel"
 addrs = ["10.0.0.1:26379", "10.0.0.2:26379", "10.0.0.3:26379"]
@@ -655,6 +674,7 @@ key_prefix = "sks:"
 // whole number of hex hashes makes every script that reads it fail with
 // an error naming the key, and changes nothing.
 func TestRedisCorruptList(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	addr := sharedRedis(t)
 	o := redisOpts(addr)
