@@ -295,6 +295,7 @@ func (c *redisCache) reset(up bool) {
 func (c *redisCache) listen(ctx context.Context) {
 	defer c.done.Done()
 	backoff := 50 * time.Millisecond
+	warned := false
 	for ctx.Err() == nil {
 		ps := c.client.Subscribe(ctx, invalidateChannel)
 		c.ps.Store(ps)
@@ -306,10 +307,17 @@ func (c *redisCache) listen(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if wasUp {
+		switch {
+		case wasUp:
 			c.log.Warn("redis cache: invalidation connection lost; cache flushed and bypassed until it is back", "err", err)
 			backoff = 50 * time.Millisecond
-		} else {
+			warned = false
+		case !warned:
+			// Once per outage: Redis down, or an ACL user without the
+			// client command or the __redis__:invalidate channel.
+			c.log.Warn("redis cache: cannot set up tracking; every /valid asks redis until it works", "err", err)
+			warned = true
+		default:
 			c.log.Debug("redis cache: cannot set up tracking", "err", err)
 		}
 		select {
@@ -425,8 +433,11 @@ func (c *redisCache) pinger(ctx context.Context, timeout time.Duration) {
 // visible in its own answers at once. If the tracking connection does not
 // confirm within staleness, the cache is flushed instead.
 func (c *redisCache) sync() {
-	if c.confirmed.Load() == 0 {
-		return // not answering from memory, nothing to wait for
+	c.mu.RLock()
+	up := c.up
+	c.mu.RUnlock()
+	if !up {
+		return // nothing cached, no read in flight may fill
 	}
 	start := c.now()
 	c.pingNow()
@@ -434,8 +445,14 @@ func (c *redisCache) sync() {
 	defer timer.Stop()
 	for {
 		ch := c.pong.Load()
-		if c.confirmed.Load() >= start || c.confirmed.Load() == 0 {
+		if c.confirmed.Load() >= start {
 			return
+		}
+		c.mu.RLock()
+		up := c.up
+		c.mu.RUnlock()
+		if !up {
+			return // lost meanwhile: flushed
 		}
 		select {
 		case <-*ch:

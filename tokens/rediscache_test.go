@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"sks/testrig"
 	"sks/tokens"
 	"sks/tokens/storetest"
@@ -356,4 +358,33 @@ func TestRedisCacheRevokeLatency(t *testing.T) {
 	}
 	med, worst := percentiles(ds)
 	t.Logf("revoke on A to NO on B over 50 tokens: median %s, max %s", med, worst)
+}
+
+// TestRedisCacheNoPermission: an ACL user that may not run CLIENT gets a
+// working store without a cache, not an error.
+func TestRedisCacheNoPermission(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	addr := sharedRedis(t)
+	admin := redis.NewClient(&redis.Options{Addr: addr, Password: redisPassword})
+	defer admin.Close()
+	must(t, admin.Do(ctx, "ACL", "SETUSER", "nocache", "on", ">nocache-pw", "~*", "&*", "+@all", "-client").Err())
+	o := redisOpts(addr)
+	o.Username, o.Password = "nocache", "nocache-pw"
+	s := openRedis(t, o)
+	h := tokens.HashToken("np")
+	must(t, issued(s.Issue(ctx, "r", h, tokens.Record{User: "alice", Identity: "alice\npam\n"}, 1)))
+	for range 20 {
+		if _, err := s.Get(ctx, "r", h); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if tokens.RedisCacheFresh(s) {
+		t.Fatal("cache answering although tracking cannot be set up")
+	}
+	must(t, s.Revoke(ctx, "r", h))
+	if _, err := s.Get(ctx, "r", h); !errors.Is(err, tokens.ErrNotFound) {
+		t.Fatalf("after revoke: %v", err)
+	}
 }
