@@ -364,6 +364,9 @@ func TestParseRedisURL(t *testing.T) {
 		{in: "redis://:pw@h:1", want: tokens.RedisOptions{Addrs: []string{"h:1"}, Password: "pw"}},
 		{in: "rediss://[::1]:7000/0?ca_file=/etc/ca.pem&timeout=3s&key_prefix=x:", want: tokens.RedisOptions{Addrs: []string{"[::1]:7000"}, TLS: true, CAFile: "/etc/ca.pem", Timeout: 3 * time.Second, KeyPrefix: "x:"}},
 		{in: "redis://s1:26379?addr=s2:26379&mode=sentinel&master_name=mymaster", want: tokens.RedisOptions{Addrs: []string{"s1:26379", "s2:26379"}, Mode: "sentinel", MasterName: "mymaster"}},
+		{in: "redis://h:1?cache_size=-1&cache_staleness=10ms", want: tokens.RedisOptions{Addrs: []string{"h:1"}, CacheSize: -1, CacheStaleness: 10 * time.Millisecond}},
+		{in: "redis://h:1?cache_size=x", err: "cache_size"},
+		{in: "redis://h:1?cache_staleness=soon", err: "cache_staleness"},
 		{in: "http://h:1", err: "scheme"},
 		{in: "redis://h:1/x", err: "database number"},
 		{in: "redis://h:1?bogus=1", err: "unknown url parameter"},
@@ -399,6 +402,7 @@ func TestRedisOptionsRefused(t *testing.T) {
 		{"brace in prefix", tokens.RedisOptions{Addrs: []string{"h:1"}, KeyPrefix: "{x}"}, "key_prefix"},
 		{"cluster db", tokens.RedisOptions{Addrs: []string{"h:1"}, Mode: "cluster", DB: 1}, "db 0"},
 		{"cert without key", tokens.RedisOptions{Addrs: []string{"h:1"}, CertFile: "c.pem"}, "key_file"},
+		{"negative staleness", tokens.RedisOptions{Addrs: []string{"h:1"}, CacheStaleness: -time.Second}, "cache_staleness"},
 	} {
 		_, err := tokens.OpenRedis(context.Background(), c.o, nil)
 		if err == nil || !strings.Contains(err.Error(), c.err) {
@@ -660,12 +664,15 @@ tls = true
 ca_file = "/etc/sks/redis-ca.pem"
 timeout = "2s"
 key_prefix = "sks:"
+cache_size = 1000
+cache_staleness = "20ms"
 `
 	var o tokens.RedisOptions
 	if _, err := toml.Decode(doc, &o); err != nil {
 		t.Fatal(err)
 	}
-	if o.Timeout != 2*time.Second || len(o.Addrs) != 3 || o.MasterName != "sks" || !o.TLS || o.PasswordFile != "/etc/sks/redis.pw" {
+	if o.Timeout != 2*time.Second || len(o.Addrs) != 3 || o.MasterName != "sks" || !o.TLS || o.PasswordFile != "/etc/sks/redis.pw" ||
+		o.CacheSize != 1000 || o.CacheStaleness != 20*time.Millisecond {
 		t.Fatalf("got %+v", o)
 	}
 }
