@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -150,7 +151,35 @@ func openRedis(t testing.TB, o tokens.RedisOptions) *tokens.Redis {
 func TestRedis(t *testing.T) {
 	t.Parallel()
 	addr := sharedRedis(t)
-	storetest.Run(t, func(t *testing.T) tokens.Store { return openRedis(t, redisOpts(addr)) })
+	// With the client-side cache answering from the start (the default
+	// store; TestRedisNoCache runs the suite without it).
+	// Every Get is made twice, the second normally from the cache, and
+	// both must agree.
+	storetest.Run(t, func(t *testing.T) tokens.Store { return getTwice{waitCache(t, openRedis(t, redisOpts(addr)))} })
+}
+
+// getTwice is a Redis store whose Get reads twice and fails if the two
+// answers differ: with the cache on, the second is a cache hit.
+type getTwice struct{ *tokens.Redis }
+
+func (s getTwice) Get(ctx context.Context, realm string, h tokens.Hash) (tokens.Record, error) {
+	r1, err1 := s.Redis.Get(ctx, realm, h)
+	r2, err2 := s.Redis.Get(ctx, realm, h)
+	if !reflect.DeepEqual(r1, r2) || !errors.Is(err2, err1) && !errors.Is(err1, err2) {
+		return r2, fmt.Errorf("second Get differs: %+v, %v then %+v, %v", r1, err1, r2, err2)
+	}
+	return r2, err2
+}
+
+// waitCache waits until s's client-side cache answers.
+func waitCache(t *testing.T, s *tokens.Redis) *tokens.Redis {
+	t.Helper()
+	for start := time.Now(); !tokens.RedisCacheFresh(s); time.Sleep(time.Millisecond) {
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("client-side cache not established within 10s")
+		}
+	}
+	return s
 }
 
 // TestRedisAwkwardNames: realms, users and groups holding the characters
