@@ -90,7 +90,12 @@ func BenchmarkRedisGet(b *testing.B) {
 	s := benchStore(b, "redis", func() (tokens.Store, error) {
 		return tokens.OpenRedis(context.Background(), redisOpts(addr), nil)
 	})
+	r := s.(*tokens.Redis)
+	h0, m0 := tokens.RedisCacheStats(r)
+	x0 := tokens.RedisCacheBypassed(r)
 	benchGet(b, s)
+	h, m := tokens.RedisCacheStats(r)
+	b.Logf("cache hits %d, misses %d, bypassed (tracking unconfirmed) %d", h-h0, m-m0, tokens.RedisCacheBypassed(r)-x0)
 }
 
 // BenchmarkRedisGetNoCache: the same without the client-side cache,

@@ -104,6 +104,7 @@ type redisCache struct {
 	done   sync.WaitGroup
 
 	hits, misses atomic.Uint64
+	bypassed     atomic.Uint64 // lookups while the cache could not answer
 
 	// Sentinel mode only (followMaster): the tracking connection must be on
 	// the server the store's writes go to. dialed is the server the
@@ -177,6 +178,7 @@ func (c *redisCache) fresh() bool {
 // get returns the cached record of key, if the cache may answer.
 func (c *redisCache) get(key cacheKey) (Record, bool) {
 	if !c.fresh() {
+		c.bypassed.Add(1)
 		return Record{}, false
 	}
 	c.mu.RLock()
