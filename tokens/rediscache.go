@@ -72,6 +72,11 @@ const invalidateChannel = "__redis__:invalidate"
 //     and answered a PING. The node's own writes wait (sync) until the
 //     tracking connection has answered a PING sent after them, so the node
 //     that answered a revoke answers NO at once.
+//   - Sentinel: tracking counts only on the server the store's client
+//     connects to; a dial elsewhere (a failover) flushes the cache and
+//     restarts tracking (mainDialed), and the store's client is pinged
+//     with the tracking connection so that even a node answering every
+//     read from memory dials the new master promptly.
 //
 // Entries keep the record's expiry, checked on every hit.
 type redisCache struct {
