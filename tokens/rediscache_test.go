@@ -388,3 +388,39 @@ func TestRedisCacheNoPermission(t *testing.T) {
 		t.Fatalf("after revoke: %v", err)
 	}
 }
+
+// TestRedisCacheTrackingDropped: when only the tracking connection drops
+// (a network blip; here CLIENT KILL) and a revoke follows at once, the
+// other node does not keep answering YES: within the staleness bound it
+// asks Redis, and tracking comes back by itself.
+func TestRedisCacheTrackingDropped(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	port := testrig.FreePort(t)
+	startRedis(t, dir, port)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	o := redisOpts(addr)
+	a, b := openRedis(t, o), openRedis(t, o)
+	admin := redis.NewClient(&redis.Options{Addr: addr, Password: redisPassword})
+	defer admin.Close()
+	rec := tokens.Record{User: "alice", Identity: "alice\npam\n"}
+	for i := range 5 {
+		h := tokens.HashToken(fmt.Sprint("drop", i))
+		must(t, issued(a.Issue(ctx, "r", h, rec, 1)))
+		cached(t, b, "r", h)
+		n, err := admin.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Int()
+		if err != nil || n != 2 { // the tracking connections of a and b
+			t.Fatalf("CLIENT KILL TYPE pubsub: %d, %v; want 2 killed", n, err)
+		}
+		must(t, a.Revoke(ctx, "r", h))
+		until(t, "revoke right after the tracking connection dropped, NO on B", time.Now(), func() bool {
+			_, err := b.Get(ctx, "r", h)
+			return errors.Is(err, tokens.ErrNotFound)
+		})
+	}
+	// Tracking is back: a new token is served from the cache again.
+	h := tokens.HashToken("back")
+	must(t, issued(a.Issue(ctx, "r", h, rec, 1)))
+	cached(t, b, "r", h)
+}
