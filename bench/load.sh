@@ -4,7 +4,8 @@
 #  - durable issue rate: /stored_token from loopback, 32 clients (seeding)
 #  - /valid throughput and p50/p99 at 32 connections, sks on badger on disk
 #  - the same with sks on a private redis-server (appendfsync always, so
-#    seeding is as durable as badger's synced writes; Redis also on CPU 0)
+#    seeding is as durable as badger's synced writes; Redis also on CPU 0),
+#    with its client-side cache (the default) and without (cache_size = -1)
 #  - the same against a minimal net/http server answering from a Go map
 #  - idle RSS with 100,000 tokens, and start-up to first answer
 # Usage: bench/load.sh [runs]   (default 3; medians are printed at the end)
@@ -34,6 +35,7 @@ stop_sks() { kill "$(cat "$work/sks.pid")"; wait "$(cat "$work/sks.pid")" 2>/dev
 redis_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 redis_pw=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 printf '[tokens.redis]\naddrs = ["127.0.0.1:%s"]\npassword = "%s"\n' "$redis_port" "$redis_pw" > "$work/redis.toml"
+{ cat "$work/redis.toml"; echo 'cache_size = -1'; } > "$work/redis-nocache.toml"
 start_redis() {
   rm -rf "$work/redis"; mkdir -p "$work/redis"
   taskset -c 0 redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$work/redis" --save "" \
@@ -45,6 +47,9 @@ start_redis() {
 stop_redis() { kill "$(cat "$work/redis.pid")"; wait "$(cat "$work/redis.pid")" 2>/dev/null || true; }
 
 wrk_run() { # url label
+  # 2 s unmeasured first: caches warm, as in steady state (the Redis store's
+  # cache would otherwise spend the first second of the run filling).
+  taskset -c 1 wrk -t1 -c32 -d2s -s bench/valid.lua "$1" > /dev/null
   taskset -c 1 wrk -t1 -c32 -d"$dur" --latency -s bench/valid.lua "$1" > "$work/wrk.txt"
   rps=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt")
   p50=$(awk '$1=="50%" {print $2}' "$work/wrk.txt")
@@ -63,6 +68,9 @@ for run in $(seq "$runs"); do
   start_redis; start_sks 4431 -c "$work/redis.toml"
   "$work/loadtool" seed -url http://127.0.0.1:4431 -n 10000 -c 32 -o "$SKS_TOKENS" | sed 's/^/sks-redis: /' | tee -a "$work/results"
   wrk_run http://127.0.0.1:4431 "sks-redis" | tee -a "$work/results"
+  stop_sks
+  start_sks 4431 -c "$work/redis-nocache.toml"   # same Redis, same tokens
+  wrk_run http://127.0.0.1:4431 "sks-redis-nocache" | tee -a "$work/results"
   stop_sks; stop_redis
   taskset -c 0 "$work/loadtool" ceiling -l 127.0.0.1:4432 -tokens "$SKS_TOKENS" & cpid=$!
   sleep 0.5
@@ -102,11 +110,11 @@ for line in open(sys.argv[1]):
     if m and m.group(2) == "10000":
         rows.setdefault("issue-redis" if m.group(1) else "issue", []).append((float(m.group(3)), 0, 0))
 med = {k: [statistics.median(c) for c in zip(*v)] for k, v in rows.items()}
-for k in ("sks-badger", "sks-redis", "ceiling"):
+for k in ("sks-badger", "sks-redis", "sks-redis-nocache", "ceiling"):
     if k in med:
-        print(f"{k:11s} /valid: {med[k][0]:8.0f} req/s  p50 {med[k][1]:.3f} ms  p99 {med[k][2]:.3f} ms")
+        print(f"{k:17s} /valid: {med[k][0]:8.0f} req/s  p50 {med[k][1]:.3f} ms  p99 {med[k][2]:.3f} ms")
 if "ceiling" in med:
-    for k in ("sks-badger", "sks-redis"):
+    for k in ("sks-badger", "sks-redis", "sks-redis-nocache"):
         if k in med:
             print(f"{k} / ceiling: {med[k][0] / med['ceiling'][0]:.2f}")
 if "issue" in med:

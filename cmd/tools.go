@@ -368,6 +368,9 @@ func openDumper(ctx context.Context, spec string) (dumpStore, error) {
 		if err != nil {
 			return nil, err
 		}
+		if o.CacheSize == 0 {
+			o.CacheSize = -1 // a copy reads each token once: no cache, no tracking connection
+		}
 		return tokens.OpenRedis(ctx, o, nil)
 	}
 	return nil, fmt.Errorf("store %q: write badger:<dir> or redis://host:port/db", redactURL(spec))

@@ -21,14 +21,17 @@ func openBadger(t testing.TB, dir string) *tokens.Badger {
 }
 
 func TestBadgerOnDisk(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T) tokens.Store { return openBadger(t, t.TempDir()) })
 }
 
 func TestBadgerInMemory(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T) tokens.Store { return openBadger(t, "") })
 }
 
 func TestBadgerEncrypted(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T) tokens.Store {
 		s, err := tokens.OpenBadger(tokens.BadgerOptions{Dir: t.TempDir(), EncryptionKey: []byte("0123456789abcdef0123456789abcdef")})
 		if err != nil {
@@ -42,6 +45,7 @@ func TestBadgerEncrypted(t *testing.T) {
 // TestBadgerReopen: what was written is there after a clean close and reopen,
 // keys included (losing a /gen_key key loses the user's encrypted data).
 func TestBadgerReopen(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
 	s := openBadger(t, dir)
@@ -71,6 +75,7 @@ func BenchmarkBadgerIssueDurable(b *testing.B) {
 // TestCacheNeverStale: validations racing with supersedes, replaces and
 // revokes never see an answer older than the last acknowledged write.
 func TestCacheNeverStale(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := openBadger(t, "")
 	stop := make(chan struct{})

@@ -14,7 +14,8 @@ import (
 // revoke, replace or supersede is never followed by a stale YES. A reader
 // fills the cache only when no write overlapped its read (writers count
 // themselves in inflight and bump gen when done). It is only for a store
-// that is the sole writer: the Redis store, shared by several nodes, has none.
+// that is the sole writer: the Redis store, shared by several nodes, has its
+// own, kept by Redis's invalidation messages (redisCache).
 type recordCache struct {
 	mu       sync.RWMutex
 	m        map[cacheKey]Record

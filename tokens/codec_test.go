@@ -7,6 +7,7 @@ import (
 )
 
 func TestRecordRoundTrip(t *testing.T) {
+	t.Parallel()
 	for _, r := range []Record{
 		{},
 		{User: "a", Identity: "a\npam\nuid=1\ngid=2\n", Roles: []string{"x", ""}, Issued: time.Unix(5, 6), Expires: time.Unix(7, 8), Superseded: true},

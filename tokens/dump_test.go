@@ -74,6 +74,7 @@ func unixNano(t time.Time) int64 {
 // TestCopyBadgerRedisBadger: a store copied badger -> redis -> badger keeps
 // every token, current pointer, key, group and role, and behaves the same.
 func TestCopyBadgerRedisBadger(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	src := openBadger(t, t.TempDir())
 	seedStore(t, src)
@@ -138,6 +139,7 @@ func TestCopyBadgerRedisBadger(t *testing.T) {
 
 // TestCopyProgress: a long copy reports its progress every 10,000 entries.
 func TestCopyProgress(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	src, dst := openBadger(t, ""), openBadger(t, "")
 	for i := range 20001 {

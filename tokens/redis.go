@@ -55,6 +55,7 @@ type Redis struct {
 	closed  atomic.Bool
 	now     func() time.Time
 	where   string
+	cache   *redisCache // nil: no client-side cache
 }
 
 var (
@@ -130,7 +131,8 @@ func OpenRedis(ctx context.Context, o RedisOptions, log *slog.Logger) (*Redis, e
 		s.c.Close()
 		return nil, fmt.Errorf("cannot move per-realm keys in redis at %s to the global layout: %w", s.where, err)
 	}
-	s.log.Debug("token store opened", "addrs", s.where, "db", o.DB, "tls", tc != nil)
+	s.openCache(o, tc)
+	s.log.Debug("token store opened", "addrs", s.where, "db", o.DB, "tls", tc != nil, "cache", s.cache != nil)
 	return s, nil
 }
 
@@ -161,6 +163,9 @@ func userOrDefault(u string) string {
 func (s *Redis) Close() error {
 	if s.closed.Swap(true) {
 		return nil
+	}
+	if s.cache != nil {
+		s.cache.close()
 	}
 	return s.c.Close()
 }
@@ -558,6 +563,29 @@ func (s *Redis) Touch(ctx context.Context, realm string, h Hash, expires time.Ti
 
 // Get implements Store.
 func (s *Redis) Get(ctx context.Context, realm string, h Hash) (Record, error) {
+	if s.cache == nil {
+		return s.get(ctx, realm, h)
+	}
+	if s.closed.Load() {
+		return Record{}, ErrClosed
+	}
+	k := cacheKey{realm, h}
+	if rec, ok := s.cache.get(k); ok {
+		if !rec.Expires.IsZero() && !s.now().Before(rec.Expires) {
+			return Record{}, ErrNotFound
+		}
+		return rec, nil
+	}
+	epoch, fill := s.cache.beginFill(k)
+	rec, err := s.get(ctx, realm, h)
+	if fill {
+		s.cache.endFill(k, epoch, rec, err == nil)
+	}
+	return rec, err
+}
+
+// get reads and decodes the record of h from Redis.
+func (s *Redis) get(ctx context.Context, realm string, h Hash) (Record, error) {
 	ctx, cancel, err := s.call(ctx)
 	if err != nil {
 		return Record{}, err

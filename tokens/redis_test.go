@@ -2,12 +2,15 @@ package tokens_test
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -110,6 +113,15 @@ func stopSharedRedis() {
 }
 
 func TestMain(m *testing.M) {
+	// Most of these tests wait (for TTLs to pass, servers to start, a
+	// failover): unless -parallel is given, run more of them at once than
+	// the default of one per CPU.
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		flag.Set("test.parallel", "16")
+	}
 	code := m.Run()
 	closeBenchStores()
 	stopSharedRedis()
@@ -137,14 +149,44 @@ func openRedis(t testing.TB, o tokens.RedisOptions) *tokens.Redis {
 }
 
 func TestRedis(t *testing.T) {
+	t.Parallel()
 	addr := sharedRedis(t)
-	storetest.Run(t, func(t *testing.T) tokens.Store { return openRedis(t, redisOpts(addr)) })
+	// With the client-side cache answering from the start (the default
+	// store; TestRedisNoCache runs the suite without it).
+	// Every Get is made twice, the second normally from the cache, and
+	// both must agree.
+	storetest.Run(t, func(t *testing.T) tokens.Store { return getTwice{waitCache(t, openRedis(t, redisOpts(addr)))} })
+}
+
+// getTwice is a Redis store whose Get reads twice and fails if the two
+// answers differ: with the cache on, the second is a cache hit.
+type getTwice struct{ *tokens.Redis }
+
+func (s getTwice) Get(ctx context.Context, realm string, h tokens.Hash) (tokens.Record, error) {
+	r1, err1 := s.Redis.Get(ctx, realm, h)
+	r2, err2 := s.Redis.Get(ctx, realm, h)
+	if !reflect.DeepEqual(r1, r2) || !errors.Is(err2, err1) && !errors.Is(err1, err2) {
+		return r2, fmt.Errorf("second Get differs: %+v, %v then %+v, %v", r1, err1, r2, err2)
+	}
+	return r2, err2
+}
+
+// waitCache waits until s's client-side cache answers.
+func waitCache(t *testing.T, s *tokens.Redis) *tokens.Redis {
+	t.Helper()
+	for start := time.Now(); !tokens.RedisCacheFresh(s); time.Sleep(time.Millisecond) {
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("client-side cache not established within 10s")
+		}
+	}
+	return s
 }
 
 // TestRedisAwkwardNames: realms, users and groups holding the characters
 // of the key syntax ({, }, %, :) and glob characters neither collide nor
 // break the hash tag, and survive a dump.
 func TestRedisAwkwardNames(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := openRedis(t, redisOpts(sharedRedis(t)))
 	realms := []string{"", "a", "a}", "a}:u:b", "{x}", "%7D", "*?[", "a:t:"}
@@ -176,6 +218,7 @@ func TestRedisAwkwardNames(t *testing.T) {
 // TestRedisTwoNodes: two stores on one Redis behave as one store, the way
 // two sks nodes share it.
 func TestRedisTwoNodes(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	o := redisOpts(sharedRedis(t))
 	a, b := openRedis(t, o), openRedis(t, o)
@@ -225,6 +268,7 @@ func TestRedisTwoNodes(t *testing.T) {
 // ErrUnavailable (a 503, not a NO); after a restart on the same port the
 // same store works again without being reopened.
 func TestRedisOutage(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
 	port := testrig.FreePort(t)
@@ -288,6 +332,7 @@ func TestRedisOutage(t *testing.T) {
 // TestRedisAuth: a wrong or missing password fails at open with an error
 // saying so; a password file readable by others is refused.
 func TestRedisAuth(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	addr := sharedRedis(t)
 	for _, c := range []struct{ name, user, pw string }{
@@ -337,6 +382,7 @@ func TestRedisAuth(t *testing.T) {
 }
 
 func TestParseRedisURL(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		in   string
 		want tokens.RedisOptions
@@ -347,6 +393,9 @@ func TestParseRedisURL(t *testing.T) {
 		{in: "redis://:pw@h:1", want: tokens.RedisOptions{Addrs: []string{"h:1"}, Password: "pw"}},
 		{in: "rediss://[::1]:7000/0?ca_file=/etc/ca.pem&timeout=3s&key_prefix=x:", want: tokens.RedisOptions{Addrs: []string{"[::1]:7000"}, TLS: true, CAFile: "/etc/ca.pem", Timeout: 3 * time.Second, KeyPrefix: "x:"}},
 		{in: "redis://s1:26379?addr=s2:26379&mode=sentinel&master_name=mymaster", want: tokens.RedisOptions{Addrs: []string{"s1:26379", "s2:26379"}, Mode: "sentinel", MasterName: "mymaster"}},
+		{in: "redis://h:1?cache_size=-1&cache_staleness=10ms", want: tokens.RedisOptions{Addrs: []string{"h:1"}, CacheSize: -1, CacheStaleness: 10 * time.Millisecond}},
+		{in: "redis://h:1?cache_size=x", err: "cache_size"},
+		{in: "redis://h:1?cache_staleness=soon", err: "cache_staleness"},
 		{in: "http://h:1", err: "scheme"},
 		{in: "redis://h:1/x", err: "database number"},
 		{in: "redis://h:1?bogus=1", err: "unknown url parameter"},
@@ -369,6 +418,7 @@ func TestParseRedisURL(t *testing.T) {
 }
 
 func TestRedisOptionsRefused(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name string
 		o    tokens.RedisOptions
@@ -381,6 +431,7 @@ func TestRedisOptionsRefused(t *testing.T) {
 		{"brace in prefix", tokens.RedisOptions{Addrs: []string{"h:1"}, KeyPrefix: "{x}"}, "key_prefix"},
 		{"cluster db", tokens.RedisOptions{Addrs: []string{"h:1"}, Mode: "cluster", DB: 1}, "db 0"},
 		{"cert without key", tokens.RedisOptions{Addrs: []string{"h:1"}, CertFile: "c.pem"}, "key_file"},
+		{"negative staleness", tokens.RedisOptions{Addrs: []string{"h:1"}, CacheStaleness: -time.Second}, "cache_staleness"},
 	} {
 		_, err := tokens.OpenRedis(context.Background(), c.o, nil)
 		if err == nil || !strings.Contains(err.Error(), c.err) {
@@ -399,16 +450,19 @@ func must(t testing.TB, err error) {
 // TestRedisSentinelFailover: with a master, a replica and one sentinel, a
 // store in sentinel mode follows the failover after the master is killed,
 // keeps the replicated token, and takes new logins, without being reopened.
-func TestRedisSentinelFailover(t *testing.T) {
+// startSentinel starts a master, a replica of it and one sentinel that
+// monitors it as "mymaster", and waits until the sentinel knows the replica.
+func startSentinel(t *testing.T) (master, replica, sentinel *testrig.Proc, sport, rport int) {
+	t.Helper()
 	testrig.Require(t, "redis-server", "redis-cli")
-	ctx := context.Background()
 	dir := t.TempDir()
-	mport, rport, sport := testrig.FreePort(t), testrig.FreePort(t), testrig.FreePort(t)
+	mport := testrig.FreePort(t)
+	rport, sport = testrig.FreePort(t), testrig.FreePort(t)
 	addr := func(p int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)) }
-	master := startRedis(t, dir, mport)
+	master = startRedis(t, dir, mport)
 	rdir := filepath.Join(dir, "replica")
 	must(t, os.Mkdir(rdir, 0o700))
-	replica := testrig.Start(t, rdir, "replica", nil, "redis-server", append(redisArgs(rdir, rport),
+	replica = testrig.Start(t, rdir, "replica", nil, "redis-server", append(redisArgs(rdir, rport),
 		"--replicaof", "127.0.0.1", strconv.Itoa(mport), "--masterauth", redisPassword)...)
 	replica.WaitTCP(t, addr(rport), 10*time.Second)
 	conf := filepath.Join(dir, "sentinel.conf")
@@ -420,7 +474,7 @@ sentinel auth-pass mymaster %s
 sentinel down-after-milliseconds mymaster 500
 sentinel failover-timeout mymaster 5000
 `, sport, dir, mport, redisPassword)), 0o600))
-	sentinel := testrig.Start(t, dir, "sentinel", nil, "redis-server", conf, "--sentinel")
+	sentinel = testrig.Start(t, dir, "sentinel", nil, "redis-server", conf, "--sentinel")
 	sentinel.WaitTCP(t, addr(sport), 10*time.Second)
 	// The sentinel must know the replica before it can fail over to it.
 	sentinel.WaitFor(t, 15*time.Second, func() error {
@@ -430,12 +484,21 @@ sentinel failover-timeout mymaster 5000
 		}
 		return nil
 	})
+	return master, replica, sentinel, sport, rport
+}
 
-	o := redisOpts(addr(sport))
+func TestRedisSentinelFailover(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	master, replica, sentinel, sport, rport := startSentinel(t)
+	o := redisOpts(net.JoinHostPort("127.0.0.1", strconv.Itoa(sport)))
 	o.Mode, o.MasterName = tokens.RedisSentinel, "mymaster"
 	s := openRedis(t, o)
 	h := tokens.HashToken("before")
 	must(t, issued(s.Issue(ctx, "r", h, tokens.Record{User: "alice", Identity: "alice\npam\n"}, 1)))
+	// A second node has the token in its client-side cache, as current.
+	s2 := openRedis(t, o)
+	cached(t, s2, "r", h)
 	// Wait until the replica has it (replication is asynchronous).
 	replica.WaitFor(t, 30*time.Second, func() error {
 		out, err := exec.Command("redis-cli", "-p", strconv.Itoa(rport), "-a", redisPassword, "--no-auth-warning",
@@ -469,6 +532,88 @@ sentinel failover-timeout mymaster 5000
 	if got, err := s.Get(ctx, "r", h); err != nil || !got.Superseded {
 		t.Fatalf("token from before the failover: %+v, %v; want it kept and superseded", got, err)
 	}
+	// The second node dropped its cache with the old master and sees the
+	// login made on the new one.
+	start = time.Now()
+	for {
+		got, err := s2.Get(ctx, "r", h)
+		if err == nil && got.Superseded {
+			break
+		}
+		if err == nil && !got.Superseded || time.Since(start) > 10*time.Second {
+			t.Fatalf("second node after the failover: %+v, %v; want superseded", got, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cached(t, s2, "r", h)
+}
+
+// TestRedisSentinelSwitch: a failover the sentinel is asked for, with the
+// old master alive (it becomes a replica and keeps the tracking connection
+// of the second node open): a login on the new master is still seen by a
+// node that had the superseded token cached.
+func TestRedisSentinelSwitch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, _, _, sport, rport := startSentinel(t)
+	o := redisOpts(net.JoinHostPort("127.0.0.1", strconv.Itoa(sport)))
+	o.Mode, o.MasterName = tokens.RedisSentinel, "mymaster"
+	a, b := openRedis(t, o), openRedis(t, o)
+	rec := tokens.Record{User: "alice", Identity: "alice\npam\n"}
+	h := tokens.HashToken
+	must(t, issued(a.Issue(ctx, "r", h("before"), rec, 1)))
+	cached(t, b, "r", h("before"))
+	// Redis refuses a failover before the replica has caught up; retry.
+	for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
+		out, err := exec.Command("redis-cli", "-p", strconv.Itoa(sport), "sentinel", "failover", "mymaster").CombinedOutput()
+		if err == nil && strings.Contains(string(out), "OK") {
+			break
+		}
+		if time.Since(start) > 15*time.Second {
+			t.Fatalf("sentinel failover: %v %s", err, out)
+		}
+	}
+	start := time.Now()
+	for { // until the sentinel names the replica as master
+		out, err := exec.Command("redis-cli", "-p", strconv.Itoa(sport), "sentinel", "get-master-addr-by-name", "mymaster").CombinedOutput()
+		if err == nil && strings.Contains(string(out), strconv.Itoa(rport)) {
+			break
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("sentinel did not switch within 30s: %v %s", err, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Until the old master is demoted, a login may still land on it (and
+	// be lost with it): log in until one is on the new master.
+	nm := redis.NewClient(&redis.Options{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(rport)), Password: redisPassword})
+	defer nm.Close()
+	after := h("after")
+	for {
+		err := issued(a.Issue(ctx, "r", after, rec, 1))
+		if err == nil {
+			n, err := nm.Exists(ctx, o.KeyPrefix+"{r:r}:t:"+hex.EncodeToString(after[:])).Result()
+			if err == nil && n == 1 {
+				break
+			}
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("no login on the new master within 30s of the failover: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	done := time.Now()
+	for {
+		got, err := b.Get(ctx, "r", h("before"))
+		if err == nil && got.Superseded {
+			break
+		}
+		if time.Since(done) > time.Second {
+			t.Fatalf("node B 1s after a login on the new master: %+v, %v; want superseded", got, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Logf("login on the new master %s after the failover began; B saw it %s later", done.Sub(start), time.Since(done))
 }
 
 // TestRedisCluster runs the conformance suite against a one-node Redis
@@ -479,6 +624,7 @@ sentinel failover-timeout mymaster 5000
 // fail only on a node that does not serve their slot; so the Dump subtest
 // checks that every key of one realm or group hashes to one slot.
 func TestRedisCluster(t *testing.T) {
+	t.Parallel()
 	testrig.Require(t, "redis-server", "redis-cli")
 	dir := t.TempDir()
 	port := testrig.FreePort(t)
@@ -535,6 +681,7 @@ func TestRedisCluster(t *testing.T) {
 
 // TestRedisOptionsTOML decodes the README's example.
 func TestRedisOptionsTOML(t *testing.T) {
+	t.Parallel()
 	const doc = `
 mode = "sentinel"
 addrs = ["10.0.0.1:26379", "10.0.0.2:26379", "10.0.0.3:26379"]
@@ -546,12 +693,15 @@ tls = true
 ca_file = "/etc/sks/redis-ca.pem"
 timeout = "2s"
 key_prefix = "sks:"
+cache_size = 1000
+cache_staleness = "20ms"
 `
 	var o tokens.RedisOptions
 	if _, err := toml.Decode(doc, &o); err != nil {
 		t.Fatal(err)
 	}
-	if o.Timeout != 2*time.Second || len(o.Addrs) != 3 || o.MasterName != "sks" || !o.TLS || o.PasswordFile != "/etc/sks/redis.pw" {
+	if o.Timeout != 2*time.Second || len(o.Addrs) != 3 || o.MasterName != "sks" || !o.TLS || o.PasswordFile != "/etc/sks/redis.pw" ||
+		o.CacheSize != 1000 || o.CacheStaleness != 20*time.Millisecond {
 		t.Fatalf("got %+v", o)
 	}
 }
@@ -560,6 +710,7 @@ key_prefix = "sks:"
 // whole number of hex hashes makes every script that reads it fail with
 // an error naming the key, and changes nothing.
 func TestRedisCorruptList(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	addr := sharedRedis(t)
 	o := redisOpts(addr)

@@ -68,6 +68,16 @@ type RedisOptions struct {
 	// tests) can share one Redis. Default "sks:". It must not contain '{'
 	// or '}', which would change the cluster hash slot of keys.
 	KeyPrefix string `toml:"key_prefix"`
+	// CacheSize is how many token records each node keeps in memory for
+	// /valid, kept exact by Redis's invalidation messages (see the README,
+	// "Client-side cache"). 0 means DefaultRedisCacheSize; negative turns
+	// the cache off. Not available in cluster mode.
+	CacheSize int `toml:"cache_size"`
+	// CacheStaleness bounds how long after a write acknowledged to any
+	// node this node may still answer from its cache: normally invalidation
+	// takes well under a millisecond, this is the limit when the tracking
+	// connection stalls. Default DefaultRedisCacheStaleness.
+	CacheStaleness time.Duration `toml:"cache_staleness"`
 }
 
 // withDefaults checks o and fills its defaults, reading PasswordFile.
@@ -80,6 +90,15 @@ func (o RedisOptions) withDefaults() (RedisOptions, error) {
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultRedisTimeout
+	}
+	if o.CacheSize == 0 {
+		o.CacheSize = DefaultRedisCacheSize
+	}
+	if o.CacheStaleness < 0 {
+		return o, fmt.Errorf("redis: cache_staleness %s is negative", o.CacheStaleness)
+	}
+	if o.CacheStaleness == 0 {
+		o.CacheStaleness = DefaultRedisCacheStaleness
 	}
 	if len(o.Addrs) == 0 {
 		return o, errors.New("redis: no addrs configured")
@@ -174,7 +193,8 @@ func (o RedisOptions) tlsConfig() (*tls.Config, error) {
 // ParseRedisURL parses redis://[user:password@]host:port[/db] or rediss://
 // (TLS) into options. Query parameters set the other fields: addr (more
 // addresses, repeatable), mode, master_name, key_prefix, timeout (a Go
-// duration), ca_file, cert_file, key_file, password_file, server_name.
+// duration), ca_file, cert_file, key_file, password_file, server_name,
+// cache_size, cache_staleness.
 // The port defaults to 6379.
 func ParseRedisURL(s string) (RedisOptions, error) {
 	var o RedisOptions
@@ -235,6 +255,18 @@ func ParseRedisURL(s string) (RedisOptions, error) {
 			o.PasswordFile = v
 		case "server_name":
 			o.ServerName = v
+		case "cache_size":
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return o, fmt.Errorf("redis: url cache_size %q is not a number", v)
+			}
+			o.CacheSize = n
+		case "cache_staleness":
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return o, fmt.Errorf("redis: url cache_staleness: %w", err)
+			}
+			o.CacheStaleness = d
 		default:
 			return o, fmt.Errorf("redis: unknown url parameter %q", k)
 		}

@@ -14,6 +14,7 @@ import (
 )
 
 func TestNewTokenFormat(t *testing.T) {
+	t.Parallel()
 	re := regexp.MustCompile(`^[0-9a-f]{64}$`)
 	seen := map[string]bool{}
 	for range 1000 {
@@ -34,6 +35,7 @@ func TestNewTokenFormat(t *testing.T) {
 // TestStoreHoldsNoUsableToken: a copy of the data directory must not contain
 // any token, in hex or raw form (the original stored them in clear).
 func TestStoreHoldsNoUsableToken(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
 	s, err := tokens.OpenBadger(tokens.BadgerOptions{Dir: dir})
@@ -77,6 +79,7 @@ func TestStoreHoldsNoUsableToken(t *testing.T) {
 }
 
 func TestServiceStatusAndExpiry(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, err := tokens.OpenBadger(tokens.BadgerOptions{})
 	if err != nil {
@@ -110,6 +113,7 @@ func TestServiceStatusAndExpiry(t *testing.T) {
 // extends it, but never past the absolute lifetime; the extension is
 // written only now and then, not on every validation.
 func TestIdleTimeout(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, err := tokens.OpenBadger(tokens.BadgerOptions{Dir: t.TempDir()})
 	if err != nil {

@@ -23,12 +23,15 @@ func rec(user, source string) tokens.Record {
 	return tokens.Record{User: user, Identity: user + "\n" + source + "\n", Issued: time.Now().Round(0)}
 }
 
-// Run runs the whole suite against stores made by open.
+// Run runs the whole suite against stores made by open. The subtests run
+// in parallel, each on its own store (most of the suite's time is spent
+// waiting for real TTLs to pass).
 func Run(t *testing.T, open Opener) {
 	ctx := context.Background()
 	h := func(s string) tokens.Hash { return tokens.HashToken(s) }
 
 	t.Run("IssueGetSupersede", func(t *testing.T) {
+		t.Parallel()
 		s := open(t)
 		if _, err := s.Get(ctx, "r", h("a")); !errors.Is(err, tokens.ErrNotFound) {
 			t.Fatalf("Get unknown: got %v, want ErrNotFound", err)
@@ -71,6 +74,7 @@ func Run(t *testing.T, open Opener) {
 	})
 
 	t.Run("RevokeAndReplace", func(t *testing.T) {
+		t.Parallel()
 		s := open(t)
 		must(t, issued(s.Issue(ctx, "r", h("a"), rec("alice", "pam"), 1)))
 		must(t, issued(s.Issue(ctx, "r", h("b"), rec("alice", "pam"), 1)))
@@ -107,6 +111,7 @@ func Run(t *testing.T, open Opener) {
 	})
 
 	t.Run("Expiry", func(t *testing.T) {
+		t.Parallel()
 		s := open(t)
 		r := rec("alice", "pam")
 		r.Expires = time.Now().Add(1500 * time.Millisecond)
@@ -126,6 +131,7 @@ func Run(t *testing.T, open Opener) {
 	})
 
 	t.Run("TouchExtendsExpiry", func(t *testing.T) {
+		t.Parallel()
 		s := open(t)
 		r := rec("alice", "pam")
 		r.Expires = time.Now().Add(1500 * time.Millisecond)
@@ -176,6 +182,7 @@ func Run(t *testing.T, open Opener) {
 	}
 
 	t.Run("SessionCap", func(t *testing.T) {
+		t.Parallel()
 		s := open(t)
 		// issue logs alice in with token tok and checks which tokens it
 		// reports as superseded.
@@ -229,6 +236,7 @@ func Run(t *testing.T, open Opener) {
 	})
 
 	t.Run("SessionCapExpiry", func(t *testing.T) {
+		t.Parallel()
 		s := open(t)
 		at := func(d time.Duration) tokens.Record {
 			r := rec("alice", "pam")
@@ -266,6 +274,7 @@ func Run(t *testing.T, open Opener) {
 	})
 
 	t.Run("ConcurrentLoginsWithCap", func(t *testing.T) {
+		t.Parallel()
 		s := open(t)
 		const n, limit = 24, 3
 		var wg sync.WaitGroup
@@ -289,6 +298,7 @@ func Run(t *testing.T, open Opener) {
 	// Keys are global per identity text, as in the original (its key was
 	// named by the identity text alone): no realm in the interface.
 	t.Run("Keys", func(t *testing.T) {
+		t.Parallel()
 		s := open(t)
 		if _, err := s.GetKey(ctx, "alice\npam\n"); !errors.Is(err, tokens.ErrNotFound) {
 			t.Fatalf("GetKey unknown: %v", err)
@@ -363,6 +373,7 @@ func Run(t *testing.T, open Opener) {
 	})
 
 	t.Run("Groups", func(t *testing.T) {
+		t.Parallel()
 		s := open(t)
 		must(t, s.CreateGroup(ctx, "r", "g", "alice", []byte("key")))
 		if err := s.CreateGroup(ctx, "r2", "g", "bob", []byte("key2")); !errors.Is(err, tokens.ErrGroupExists) {
@@ -391,6 +402,7 @@ func Run(t *testing.T, open Opener) {
 	})
 
 	t.Run("ConcurrentLoginsOfOneUser", func(t *testing.T) {
+		t.Parallel()
 		s := open(t)
 		const n = 32
 		var wg sync.WaitGroup
@@ -421,6 +433,7 @@ func Run(t *testing.T, open Opener) {
 	})
 
 	t.Run("ConcurrentDistinctUsersLoseNothing", func(t *testing.T) {
+		t.Parallel()
 		s := open(t)
 		const workers, per = 16, 50
 		var wg sync.WaitGroup
@@ -450,6 +463,7 @@ func Run(t *testing.T, open Opener) {
 	runSessions(t, open)
 
 	t.Run("Close", func(t *testing.T) {
+		t.Parallel()
 		s := open(t)
 		must(t, s.Close())
 		if _, err := s.Get(ctx, "r", h("a")); !errors.Is(err, tokens.ErrClosed) {
