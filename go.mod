@@ -1,4 +1,4 @@
-module sks
+module github.com/sks-server/sks
 
 go 1.26.0
 

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"sks/client"
-	"sks/testrig"
+	"github.com/sks-server/sks/client"
+	"github.com/sks-server/sks/testrig"
 )
 
 func startSKS(t *testing.T) (*testrig.SKS, *client.Client) {

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"sks/httpcred"
+	"github.com/sks-server/sks/httpcred"
 )
 
 // MiddlewareOptions configures Middleware. The zero value is usable.

@@ -16,14 +16,14 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"sks/authn"
-	"sks/authn/pam"
-	"sks/conf"
-	"sks/jwtauth"
-	"sks/realms"
-	"sks/secretfile"
-	sksTLS "sks/tls"
-	"sks/tokens"
+	"github.com/sks-server/sks/authn"
+	"github.com/sks-server/sks/authn/pam"
+	"github.com/sks-server/sks/conf"
+	"github.com/sks-server/sks/jwtauth"
+	"github.com/sks-server/sks/realms"
+	"github.com/sks-server/sks/secretfile"
+	sksTLS "github.com/sks-server/sks/tls"
+	"github.com/sks-server/sks/tokens"
 )
 
 // finding is one line of check-config's report.

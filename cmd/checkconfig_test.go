@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"sks/testrig"
+	"github.com/sks-server/sks/testrig"
 )
 
 // checkText writes config to a file and runs CheckConfig on it.

@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"sks/tokens"
+	"github.com/sks-server/sks/tokens"
 )
 
 // TestCopyKeys: keys move from one login source to another, attribute lines

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"sks/testrig"
+	"github.com/sks-server/sks/testrig"
 )
 
 // startSKS starts the binary with args and waits for its listening line.

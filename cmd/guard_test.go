@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"sks/testrig"
+	"github.com/sks-server/sks/testrig"
 )
 
 func loginStatus(t *testing.T, base, realm, user, pwd string) int {

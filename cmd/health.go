@@ -8,9 +8,9 @@ import (
 	"net/http"
 	"time"
 
-	"sks/realms"
-	"sks/server"
-	"sks/tokens"
+	"github.com/sks-server/sks/realms"
+	"github.com/sks-server/sks/server"
+	"github.com/sks-server/sks/tokens"
 )
 
 // storeCheck reads a token that cannot exist: the store is ready when it

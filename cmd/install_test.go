@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"sks/testrig"
+	"github.com/sks-server/sks/testrig"
 )
 
 // TestMakeInstall: "make install" into a DESTDIR installs the binary, the

@@ -27,8 +27,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
 
-	"sks/jwtauth"
-	"sks/testrig"
+	"github.com/sks-server/sks/jwtauth"
+	"github.com/sks-server/sks/testrig"
 )
 
 // writeFile writes content to dir/name with mode perm (umask notwithstanding)

@@ -10,8 +10,8 @@ import (
 	"fmt"
 	"io"
 
-	"sks/conf"
-	"sks/jwtauth"
+	"github.com/sks-server/sks/conf"
+	"github.com/sks-server/sks/jwtauth"
 )
 
 // runJWKSKey prints the public half of the configured JWT signing key in the

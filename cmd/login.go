@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/term"
 
-	"sks/client"
+	"github.com/sks-server/sks/client"
 )
 
 // session is what "sks login" keeps in the user's cache directory.

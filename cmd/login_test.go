@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"sks/testrig"
+	"github.com/sks-server/sks/testrig"
 )
 
 // TestLoginWhoamiLogout drives "sks login" through a pseudo-terminal

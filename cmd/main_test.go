@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"sks/testrig"
+	"github.com/sks-server/sks/testrig"
 )
 
 // sksBinary is the sks binary built once for the tests that run it.

@@ -9,13 +9,13 @@ import (
 	"net/http"
 	"time"
 
-	"sks/audit"
-	"sks/clientaddr"
-	"sks/conf"
-	"sks/guard"
-	"sks/metrics"
-	"sks/server"
-	"sks/tokens"
+	"github.com/sks-server/sks/audit"
+	"github.com/sks-server/sks/clientaddr"
+	"github.com/sks-server/sks/conf"
+	"github.com/sks-server/sks/guard"
+	"github.com/sks-server/sks/metrics"
+	"github.com/sks-server/sks/server"
+	"github.com/sks-server/sks/tokens"
 )
 
 // ops holds the production-operation parts wired into the server: the

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"sks/testrig"
+	"github.com/sks-server/sks/testrig"
 )
 
 // TestPAMUnprivilegedWarns runs the real binary as nobody (as the shipped

@@ -4,8 +4,8 @@ import (
 	"log/slog"
 	"net/netip"
 
-	"sks/clientaddr"
-	"sks/conf"
+	"github.com/sks-server/sks/clientaddr"
+	"github.com/sks-server/sks/conf"
 )
 
 // proxySettings reads [http] trusted_proxies and every realm's relays.

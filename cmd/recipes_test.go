@@ -32,7 +32,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"sks/testrig"
+	"github.com/sks-server/sks/testrig"
 )
 
 // readmeRecipe returns the fenced block after "<!-- recipe: name -->" in

@@ -10,8 +10,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"sks/conf"
-	"sks/tokens"
+	"github.com/sks-server/sks/conf"
+	"github.com/sks-server/sks/tokens"
 )
 
 // runRepair salvages what is readable from a damaged badger store into a

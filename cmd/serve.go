@@ -21,15 +21,15 @@ import (
 	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/coreos/go-systemd/v22/daemon"
 
-	"sks/authn/static"
-	"sks/conf"
-	"sks/jwtauth"
-	"sks/realms"
-	"sks/secretfile"
-	"sks/server"
-	sksTLS "sks/tls"
-	"sks/tokens"
-	"sks/web"
+	"github.com/sks-server/sks/authn/static"
+	"github.com/sks-server/sks/conf"
+	"github.com/sks-server/sks/jwtauth"
+	"github.com/sks-server/sks/realms"
+	"github.com/sks-server/sks/secretfile"
+	"github.com/sks-server/sks/server"
+	sksTLS "github.com/sks-server/sks/tls"
+	"github.com/sks-server/sks/tokens"
+	"github.com/sks-server/sks/web"
 )
 
 // serveFlags are the original SessionKeyServer's flags plus sks's own.

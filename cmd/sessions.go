@@ -11,9 +11,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"sks/authn"
-	"sks/client"
-	"sks/secretfile"
+	"github.com/sks-server/sks/authn"
+	"github.com/sks-server/sks/client"
+	"github.com/sks-server/sks/secretfile"
 )
 
 const sessionsUsage = `usage: sks sessions list   [--realm R] [--server URL] [--admin-token-file FILE] [--json] USER

@@ -10,9 +10,9 @@ import (
 	"strings"
 	"testing"
 
-	"sks/authn/static"
-	"sks/client"
-	"sks/tokens"
+	"github.com/sks-server/sks/authn/static"
+	"github.com/sks-server/sks/client"
+	"github.com/sks-server/sks/tokens"
 )
 
 // sessionsServer runs sks with realm "team" (static user alice, password

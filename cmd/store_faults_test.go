@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"sks/testrig"
-	"sks/tokens"
+	"github.com/sks-server/sks/testrig"
+	"github.com/sks-server/sks/tokens"
 )
 
 // mountTmpfs mounts a tmpfs of size (mount's syntax, "1m") on a new temp

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"sks/testrig"
-	"sks/tokens"
+	"github.com/sks-server/sks/testrig"
+	"github.com/sks-server/sks/tokens"
 )
 
 // TestUnitFilesVerify checks dist/sks.service and dist/sks.socket with

@@ -14,11 +14,11 @@ import (
 
 	"golang.org/x/term"
 
-	"sks/authn/static"
-	"sks/conf"
-	"sks/jwtauth"
-	"sks/secretfile"
-	"sks/tokens"
+	"github.com/sks-server/sks/authn/static"
+	"github.com/sks-server/sks/conf"
+	"github.com/sks-server/sks/jwtauth"
+	"github.com/sks-server/sks/secretfile"
+	"github.com/sks-server/sks/tokens"
 )
 
 // runCopyKeys copies per-identity keys from one login source to another, as

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"sks/secretfile"
+	"github.com/sks-server/sks/secretfile"
 )
 
 // runUnban lifts a brute-force ban through the server's admin endpoint

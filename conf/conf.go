@@ -13,9 +13,9 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"sks/clientaddr"
-	"sks/jwtauth"
-	"sks/tokens"
+	"github.com/sks-server/sks/clientaddr"
+	"github.com/sks-server/sks/jwtauth"
+	"github.com/sks-server/sks/tokens"
 )
 
 // Duration is a time.Duration written in TOML as a string such as "8h" or

@@ -22,7 +22,7 @@ import (
 	"strconv"
 	"time"
 
-	"sks/authn"
+	"github.com/sks-server/sks/authn"
 )
 
 // Limits are the thresholds of one realm. A zero field means "inherit the

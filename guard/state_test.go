@@ -12,9 +12,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"sks/guard"
-	"sks/testrig"
-	"sks/tokens"
+	"github.com/sks-server/sks/guard"
+	"github.com/sks-server/sks/testrig"
+	"github.com/sks-server/sks/tokens"
 )
 
 // hammer sends n login attempts of one user at once, spread over the

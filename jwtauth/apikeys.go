@@ -18,8 +18,8 @@ import (
 	"sync"
 	"time"
 
-	"sks/httpcred"
-	"sks/secretfile"
+	"github.com/sks-server/sks/httpcred"
+	"github.com/sks-server/sks/secretfile"
 )
 
 // HMAC API keys follow cyphernode's gatekeeper: a keys file of

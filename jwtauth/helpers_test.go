@@ -22,7 +22,7 @@ import (
 
 	gjwt "github.com/golang-jwt/jwt/v5"
 
-	"sks/testrig"
+	"github.com/sks-server/sks/testrig"
 )
 
 // fakeClock is a controllable clock for rotation and expiry tests.

@@ -30,8 +30,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
-	"sks/httpcred"
-	"sks/secretfile"
+	"github.com/sks-server/sks/httpcred"
+	"github.com/sks-server/sks/secretfile"
 )
 
 // MaxTokenBytes is the largest token accepted; longer ones are refused

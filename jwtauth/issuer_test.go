@@ -18,7 +18,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	gjwt "github.com/golang-jwt/jwt/v5"
 
-	"sks/testrig"
+	"github.com/sks-server/sks/testrig"
 )
 
 // serveJWKS mounts the JWKS handler at both paths on a real server.

@@ -19,8 +19,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
-	"sks/pkcs8"
-	"sks/secretfile"
+	"github.com/sks-server/sks/pkcs8"
+	"github.com/sks-server/sks/secretfile"
 )
 
 // ErrLooseFileMode is returned for secret files readable by group or others.

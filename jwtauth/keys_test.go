@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"sks/testrig"
+	"github.com/sks-server/sks/testrig"
 )
 
 func TestGenKeypairModes(t *testing.T) {

@@ -25,7 +25,7 @@ import (
 
 	gjwt "github.com/golang-jwt/jwt/v5"
 
-	"sks/testrig"
+	"github.com/sks-server/sks/testrig"
 )
 
 // OPAL's defaults (opal_common/config.py): OPAL_AUTH_JWT_ALGORITHM,

@@ -30,7 +30,7 @@ import (
 
 	"golang.org/x/crypto/scrypt"
 
-	"sks/pkcs8/internal/spec"
+	"github.com/sks-server/sks/pkcs8/internal/spec"
 )
 
 // ErrWrongPassphrase means the passphrase does not decrypt the key.

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"sks/pkcs8/internal/spec"
-	"sks/pkcs8/pkcs8test"
+	"github.com/sks-server/sks/pkcs8/internal/spec"
+	"github.com/sks-server/sks/pkcs8/pkcs8test"
 )
 
 // TestPKCS8RoundTrip checks decryption against the test encryptor, and the

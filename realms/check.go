@@ -5,8 +5,8 @@ import (
 	"log/slog"
 	"sort"
 
-	"sks/authn"
-	"sks/conf"
+	"github.com/sks-server/sks/authn"
+	"github.com/sks-server/sks/conf"
 )
 
 // Checkers returns the configured modules whose backend can be checked

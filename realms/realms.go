@@ -12,12 +12,12 @@ import (
 	"sync"
 	"time"
 
-	"sks/authn"
-	"sks/authn/krb5"
-	"sks/authn/ldap"
-	"sks/authn/pam"
-	"sks/authn/static"
-	"sks/conf"
+	"github.com/sks-server/sks/authn"
+	"github.com/sks-server/sks/authn/krb5"
+	"github.com/sks-server/sks/authn/ldap"
+	"github.com/sks-server/sks/authn/pam"
+	"github.com/sks-server/sks/authn/static"
+	"github.com/sks-server/sks/conf"
 )
 
 // ErrNoModule is returned when a realm does not allow the requested module,

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"sks/conf"
+	"github.com/sks-server/sks/conf"
 )
 
 func router(t *testing.T, toml string, pamDir string) *Router {

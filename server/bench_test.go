@@ -6,10 +6,10 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"sks/conf"
-	"sks/realms"
-	"sks/server"
-	"sks/tokens"
+	"github.com/sks-server/sks/conf"
+	"github.com/sks-server/sks/realms"
+	"github.com/sks-server/sks/server"
+	"github.com/sks-server/sks/tokens"
 )
 
 type nopWriter struct{ h http.Header }

@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"net/netip"
 
-	"sks/clientaddr"
+	"github.com/sks-server/sks/clientaddr"
 )
 
 // clientOf returns the client address of q: behind a trusted proxy the

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"sks/clientaddr"
-	"sks/guard"
-	"sks/server"
+	"github.com/sks-server/sks/clientaddr"
+	"github.com/sks-server/sks/guard"
+	"github.com/sks-server/sks/server"
 )
 
 // seen records what the login hooks and the event hook were told.

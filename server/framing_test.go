@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"sks/conf"
-	"sks/realms"
-	"sks/tokens"
+	"github.com/sks-server/sks/conf"
+	"github.com/sks-server/sks/realms"
+	"github.com/sks-server/sks/tokens"
 )
 
 // rawServer runs the real protocol handler behind StrictFraming on a

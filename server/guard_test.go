@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"sks/authn"
-	"sks/guard"
-	"sks/server"
+	"github.com/sks-server/sks/authn"
+	"github.com/sks-server/sks/guard"
+	"github.com/sks-server/sks/server"
 )
 
 // gateModule counts password checks and holds each until release is

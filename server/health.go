@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"sks/clientaddr"
+	"github.com/sks-server/sks/clientaddr"
 )
 
 // ReadyCheck is one component /readyz checks: the token store, or a login

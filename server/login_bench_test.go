@@ -13,11 +13,11 @@ import (
 	"github.com/jcmturner/gokrb5/v8/client"
 	"github.com/jcmturner/gokrb5/v8/config"
 
-	"sks/conf"
-	"sks/realms"
-	"sks/server"
-	"sks/testrig"
-	"sks/tokens"
+	"github.com/sks-server/sks/conf"
+	"github.com/sks-server/sks/realms"
+	"github.com/sks-server/sks/server"
+	"github.com/sks-server/sks/testrig"
+	"github.com/sks-server/sks/tokens"
 )
 
 // These benchmarks measure logins per second through sks (POST /auth_token

@@ -20,11 +20,11 @@ import (
 	"sync"
 	"time"
 
-	"sks/authn"
-	"sks/clientaddr"
-	"sks/httpcred"
-	"sks/realms"
-	"sks/tokens"
+	"github.com/sks-server/sks/authn"
+	"github.com/sks-server/sks/clientaddr"
+	"github.com/sks-server/sks/httpcred"
+	"github.com/sks-server/sks/realms"
+	"github.com/sks-server/sks/tokens"
 )
 
 // Version is the protocol version answered by /version.

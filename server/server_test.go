@@ -19,12 +19,12 @@ import (
 	"testing"
 	"time"
 
-	"sks/authn"
-	"sks/conf"
-	"sks/realms"
-	"sks/server"
-	"sks/testrig"
-	"sks/tokens"
+	"github.com/sks-server/sks/authn"
+	"github.com/sks-server/sks/conf"
+	"github.com/sks-server/sks/realms"
+	"github.com/sks-server/sks/server"
+	"github.com/sks-server/sks/testrig"
+	"github.com/sks-server/sks/tokens"
 )
 
 // fakeModule accepts password "pw" for any user but "down", which fails

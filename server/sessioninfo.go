@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"time"
 
-	"sks/tokens"
+	"github.com/sks-server/sks/tokens"
 )
 
 // sessionInfo answers /session (an sks extension, for "sks whoami" and

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"sks/authn"
-	"sks/tokens"
+	"github.com/sks-server/sks/authn"
+	"github.com/sks-server/sks/tokens"
 )
 
 // crossOrigin refuses state-changing admin requests that a browser sends

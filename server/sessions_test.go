@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"sks/server"
-	"sks/tokens"
+	"github.com/sks-server/sks/server"
+	"github.com/sks-server/sks/tokens"
 )
 
 const cfgSessions = cfgFake + "\n[realms.two]\ndefault = \"Fake\"\nmax_sessions = 3\n"

@@ -11,13 +11,13 @@ import (
 	"testing"
 	"time"
 
-	"sks/authn"
-	"sks/authn/krb5"
-	"sks/authn/ldap"
-	"sks/conf"
-	"sks/guard"
-	"sks/server"
-	"sks/testrig"
+	"github.com/sks-server/sks/authn"
+	"github.com/sks-server/sks/authn/krb5"
+	"github.com/sks-server/sks/authn/ldap"
+	"github.com/sks-server/sks/conf"
+	"github.com/sks-server/sks/guard"
+	"github.com/sks-server/sks/server"
+	"github.com/sks-server/sks/testrig"
 )
 
 // spellingEnv is a server with the guard on and the module m as "M".

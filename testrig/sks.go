@@ -32,7 +32,7 @@ func BuildSKS(dir string) (string, error) {
 	if err != nil {
 		goBin = "/usr/local/go/bin/go"
 	}
-	if out, err := exec.Command(goBin, "build", "-o", bin, "sks/cmd/sks").CombinedOutput(); err != nil {
+	if out, err := exec.Command(goBin, "build", "-o", bin, "github.com/sks-server/sks/cmd/sks").CombinedOutput(); err != nil {
 		return "", fmt.Errorf("cannot build sks: %v\n%s", err, out)
 	}
 	return bin, nil

@@ -3,7 +3,7 @@ package tls
 import (
 	"errors"
 
-	"sks/secretfile"
+	"github.com/sks-server/sks/secretfile"
 )
 
 // Sentinel errors for classifying failures with errors.Is. The messages

@@ -14,7 +14,7 @@ import (
 	keystore "github.com/pavlo-v-chernykh/keystore-go/v4"
 	pkcs12 "software.sslmate.com/src/go-pkcs12"
 
-	"sks/conf"
+	"github.com/sks-server/sks/conf"
 )
 
 // TestLoadErrors checks that start-up failures say which file, which

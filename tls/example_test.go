@@ -8,8 +8,8 @@ import (
 	"os/signal"
 	"syscall"
 
-	"sks/conf"
-	sksTLS "sks/tls"
+	"github.com/sks-server/sks/conf"
+	sksTLS "github.com/sks-server/sks/tls"
 )
 
 // Example shows how the HTTP server uses the package: load once at

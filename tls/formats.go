@@ -15,7 +15,7 @@ import (
 	keystore "github.com/pavlo-v-chernykh/keystore-go/v4"
 	pkcs12 "software.sslmate.com/src/go-pkcs12"
 
-	"sks/pkcs8"
+	"github.com/sks-server/sks/pkcs8"
 )
 
 // format is what a keystore file turned out to be, judged by its content

@@ -19,8 +19,8 @@ import (
 	keystore "github.com/pavlo-v-chernykh/keystore-go/v4"
 	pkcs12 "software.sslmate.com/src/go-pkcs12"
 
-	"sks/conf"
-	"sks/testrig"
+	"github.com/sks-server/sks/conf"
+	"github.com/sks-server/sks/testrig"
 )
 
 // fixture is one generated leaf with its files in a fresh directory.

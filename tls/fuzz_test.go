@@ -8,7 +8,7 @@ import (
 
 	keystore "github.com/pavlo-v-chernykh/keystore-go/v4"
 
-	"sks/pkcs8/pkcs8test"
+	"github.com/sks-server/sks/pkcs8/pkcs8test"
 )
 
 // The parsers written in this package (not those of go-pkcs12,

@@ -26,8 +26,8 @@ import (
 	"testing"
 	"time"
 
-	"sks/conf"
-	"sks/testrig"
+	"github.com/sks-server/sks/conf"
+	"github.com/sks-server/sks/testrig"
 )
 
 // pki is a test CA with an intermediate that issues server leaves, and a

@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/term"
 
-	"sks/secretfile"
+	"github.com/sks-server/sks/secretfile"
 )
 
 // DefaultPassword is the keystore password the original SessionKeyServer

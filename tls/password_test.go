@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"sks/conf"
-	"sks/testrig"
+	"github.com/sks-server/sks/conf"
+	"github.com/sks-server/sks/testrig"
 )
 
 func TestReadPasswordFile(t *testing.T) {

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"sks/conf"
+	"github.com/sks-server/sks/conf"
 )
 
 // getTraced is get on c, also reporting whether the connection was reused.

@@ -29,7 +29,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"sks/conf"
+	"github.com/sks-server/sks/conf"
 )
 
 // DefaultReloadInterval is how often Watch looks at the key material files

@@ -6,8 +6,8 @@ import (
 	"sync"
 	"testing"
 
-	"sks/tokens"
-	"sks/tokens/storetest"
+	"github.com/sks-server/sks/tokens"
+	"github.com/sks-server/sks/tokens/storetest"
 )
 
 func openBadger(t testing.TB, dir string) *tokens.Badger {

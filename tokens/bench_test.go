@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"sks/tokens"
+	"github.com/sks-server/sks/tokens"
 )
 
 // benchTokens is how many tokens the Get benchmarks seed.

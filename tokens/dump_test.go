@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"sks/tokens"
+	"github.com/sks-server/sks/tokens"
 )
 
 // seedStore fills s with one of everything: current, superseded and

@@ -12,7 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"sks/tokens"
+	"github.com/sks-server/sks/tokens"
 )
 
 // Per-realm keys written by earlier versions, as (realm, identity, key).

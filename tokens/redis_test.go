@@ -22,9 +22,9 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/redis/go-redis/v9"
 
-	"sks/testrig"
-	"sks/tokens"
-	"sks/tokens/storetest"
+	"github.com/sks-server/sks/testrig"
+	"github.com/sks-server/sks/tokens"
+	"github.com/sks-server/sks/tokens/storetest"
 )
 
 const redisPassword = "test-secret-pw"

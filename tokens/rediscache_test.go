@@ -13,9 +13,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"sks/testrig"
-	"sks/tokens"
-	"sks/tokens/storetest"
+	"github.com/sks-server/sks/testrig"
+	"github.com/sks-server/sks/tokens"
+	"github.com/sks-server/sks/tokens/storetest"
 )
 
 // cached waits until s's client-side cache answers, and checks that a Get

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"sks/secretfile"
+	"github.com/sks-server/sks/secretfile"
 )
 
 // Redis deployment modes of RedisOptions.Mode.

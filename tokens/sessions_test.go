@@ -11,8 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"sks/testrig"
-	"sks/tokens"
+	"github.com/sks-server/sks/testrig"
+	"github.com/sks-server/sks/tokens"
 )
 
 // TestRedisSessionsCorruptList: a user's list that is not hex hashes fails

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"sks/tokens"
+	"github.com/sks-server/sks/tokens"
 )
 
 func TestNewTokenFormat(t *testing.T) {

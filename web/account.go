@@ -6,8 +6,8 @@ import (
 	"net/url"
 	"time"
 
-	"sks/authn"
-	"sks/tokens"
+	"github.com/sks-server/sks/authn"
+	"github.com/sks-server/sks/tokens"
 )
 
 // AccountPath is the account page: who is signed in, the session's times,

@@ -7,10 +7,10 @@ import (
 	"strings"
 	"testing"
 
-	"sks/authn/static"
-	"sks/client"
-	"sks/testrig"
-	"sks/tokens"
+	"github.com/sks-server/sks/authn/static"
+	"github.com/sks-server/sks/client"
+	"github.com/sks-server/sks/testrig"
+	"github.com/sks-server/sks/tokens"
 )
 
 // TestAccountPageInChromium opens /login directly (no realm, no return_to)

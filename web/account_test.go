@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"sks/conf"
-	"sks/tokens"
+	"github.com/sks-server/sks/conf"
+	"github.com/sks-server/sks/tokens"
 )
 
 // issueN logs alice in with a cap of three sessions.

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"sks/testrig"
+	"github.com/sks-server/sks/testrig"
 )
 
 // chromium runs headless Chromium with args and returns its stdout.

@@ -5,8 +5,8 @@ import (
 	"net/url"
 	"strings"
 
-	"sks/authn"
-	"sks/tokens"
+	"github.com/sks-server/sks/authn"
+	"github.com/sks-server/sks/tokens"
 )
 
 var (

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"sks/authn"
+	"github.com/sks-server/sks/authn"
 )
 
 //go:embed page.html

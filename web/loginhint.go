@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"net/url"
 
-	"sks/authn"
+	"github.com/sks-server/sks/authn"
 )
 
 // LoginHeader is the header in which a refusing /forward_auth names the

@@ -6,7 +6,7 @@ import (
 	"net/url"
 	"testing"
 
-	"sks/conf"
+	"github.com/sks-server/sks/conf"
 )
 
 // TestLoginHeaderContract is the contract the docs/web.md snippets rely on:

@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"sks/client"
-	"sks/testrig"
+	"github.com/sks-server/sks/client"
+	"github.com/sks-server/sks/testrig"
 )
 
 const webConfig = `

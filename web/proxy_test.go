@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"sks/clientaddr"
-	"sks/conf"
-	"sks/tokens"
+	"github.com/sks-server/sks/clientaddr"
+	"github.com/sks-server/sks/conf"
+	"github.com/sks-server/sks/tokens"
 )
 
 // TestCrossOriginRefused: every state-changing web endpoint refuses a

@@ -19,10 +19,10 @@ import (
 	"net/http"
 	"strings"
 
-	"sks/clientaddr"
-	"sks/conf"
-	"sks/httpcred"
-	"sks/tokens"
+	"github.com/sks-server/sks/clientaddr"
+	"github.com/sks-server/sks/conf"
+	"github.com/sks-server/sks/httpcred"
+	"github.com/sks-server/sks/tokens"
 )
 
 // LoginFunc logs user in with pwd in realm (the realm's default module) and

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"sks/conf"
-	"sks/tokens"
+	"github.com/sks-server/sks/conf"
+	"github.com/sks-server/sks/tokens"
 )
 
 type rig struct {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/jcmturner/gokrb5/v8/messages"
 
-	"sks/authn"
+	"github.com/sks-server/sks/authn"
 )
 
 var _ authn.Checker = (*Kerberos)(nil)

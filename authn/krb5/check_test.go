@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"sks/authn"
-	"sks/conf"
-	"sks/testrig"
+	"github.com/sks-server/sks/authn"
+	"github.com/sks-server/sks/conf"
+	"github.com/sks-server/sks/testrig"
 )
 
 // TestCheck: the readiness probe gets an answer from a real KDC without

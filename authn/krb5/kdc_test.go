@@ -9,7 +9,7 @@ import (
 	"sync"
 	"testing"
 
-	"sks/testrig"
+	"github.com/sks-server/sks/testrig"
 )
 
 // The test realm is testrig.KDC's; short names for its fixtures.

@@ -32,9 +32,9 @@ import (
 	"github.com/jcmturner/gokrb5/v8/messages"
 	"github.com/jcmturner/gokrb5/v8/types"
 
-	"sks/authn"
-	"sks/conf"
-	"sks/secretfile"
+	"github.com/sks-server/sks/authn"
+	"github.com/sks-server/sks/conf"
+	"github.com/sks-server/sks/secretfile"
 )
 
 // DefaultKrb5Conf is the krb5.conf read when neither the module section nor

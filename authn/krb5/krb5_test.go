@@ -21,9 +21,9 @@ import (
 	"github.com/jcmturner/gokrb5/v8/krberror"
 	"github.com/jcmturner/gokrb5/v8/messages"
 
-	"sks/authn"
-	"sks/conf"
-	"sks/testrig"
+	"github.com/sks-server/sks/authn"
+	"github.com/sks-server/sks/conf"
+	"github.com/sks-server/sks/testrig"
 )
 
 // logBuf collects a module's log for assertions; safe for concurrent logins.

@@ -3,7 +3,7 @@ package ldap
 import (
 	"context"
 
-	"sks/authn"
+	"github.com/sks-server/sks/authn"
 )
 
 var _ authn.Checker = (*LDAP)(nil)

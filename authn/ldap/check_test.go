@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"sks/authn"
-	"sks/testrig"
+	"github.com/sks-server/sks/authn"
+	"github.com/sks-server/sks/testrig"
 )
 
 // TestCheck: the readiness check binds as the service account against a

@@ -14,8 +14,8 @@ import (
 
 	goldap "github.com/go-ldap/ldap/v3"
 
-	"sks/conf"
-	"sks/secretfile"
+	"github.com/sks-server/sks/conf"
+	"github.com/sks-server/sks/secretfile"
 )
 
 // Config is one [modules.NAME] section of type "ldap". Decode it with

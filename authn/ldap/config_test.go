@@ -10,8 +10,8 @@ import (
 
 	goldap "github.com/go-ldap/ldap/v3"
 
-	"sks/authn"
-	"sks/conf"
+	"github.com/sks-server/sks/authn"
+	"github.com/sks-server/sks/conf"
 )
 
 func TestDecodeAndDefaults(t *testing.T) {

@@ -46,7 +46,7 @@ import (
 
 	goldap "github.com/go-ldap/ldap/v3"
 
-	"sks/authn"
+	"github.com/sks-server/sks/authn"
 )
 
 var _ authn.Module = (*LDAP)(nil)

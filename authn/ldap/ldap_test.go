@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"sks/authn"
-	"sks/conf"
-	"sks/testrig"
+	"github.com/sks-server/sks/authn"
+	"github.com/sks-server/sks/conf"
+	"github.com/sks-server/sks/testrig"
 )
 
 // transport is one way of reaching the test directory.

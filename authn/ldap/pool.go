@@ -12,7 +12,7 @@ import (
 
 	goldap "github.com/go-ldap/ldap/v3"
 
-	"sks/authn"
+	"github.com/sks-server/sks/authn"
 )
 
 // conn is one connection to a directory server, bound as the service

@@ -5,7 +5,7 @@ import (
 	"sync"
 	"testing"
 
-	"sks/testrig"
+	"github.com/sks-server/sks/testrig"
 )
 
 // The test directory is testrig.Slapd: one private slapd per test package,

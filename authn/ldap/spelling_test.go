@@ -10,7 +10,7 @@ import (
 
 	goldap "github.com/go-ldap/ldap/v3"
 
-	"sks/testrig"
+	"github.com/sks-server/sks/testrig"
 )
 
 var spellingOnce sync.Once

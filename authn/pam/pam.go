@@ -14,7 +14,7 @@ import (
 
 	"github.com/msteinert/pam/v2"
 
-	"sks/authn"
+	"github.com/sks-server/sks/authn"
 )
 
 // Config is a [modules.NAME] section with type = "pam".

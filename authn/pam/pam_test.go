@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"sks/authn"
-	"sks/authn/pam"
-	"sks/testrig"
+	"github.com/sks-server/sks/authn"
+	"github.com/sks-server/sks/authn/pam"
+	"github.com/sks-server/sks/testrig"
 )
 
 func open(t *testing.T, dir, service string) *pam.PAM {

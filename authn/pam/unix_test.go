@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"sks/authn/pam"
+	"github.com/sks-server/sks/authn/pam"
 )
 
 func TestUsesPamUnix(t *testing.T) {

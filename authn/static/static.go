@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"sks/authn"
+	"github.com/sks-server/sks/authn"
 )
 
 // Config is a [modules.NAME] section with type = "static".

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"os"
 
-	"sks/cmd"
+	"github.com/sks-server/sks/cmd"
 )
 
 func main() {

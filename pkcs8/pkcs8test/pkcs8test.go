@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/crypto/scrypt"
 
-	"sks/pkcs8/internal/spec"
+	"github.com/sks-server/sks/pkcs8/internal/spec"
 )
 
 // Scheme is a combination of key derivation and cipher.

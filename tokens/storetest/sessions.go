@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"sks/tokens"
+	"github.com/sks-server/sks/tokens"
 )
 
 // runSessions checks listing a user's sessions and revoking them all

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"sks/tokens"
+	"github.com/sks-server/sks/tokens"
 )
 
 // Opener returns a fresh, empty store for one subtest.
