@@ -563,6 +563,20 @@ func TestRedisSentinelSwitch(t *testing.T) {
 	h := tokens.HashToken
 	must(t, issued(a.Issue(ctx, "r", h("before"), rec, 1)))
 	cached(t, b, "r", h("before"))
+	// Replication is asynchronous: wait until the replica has the token,
+	// else the failover may lose it (a NO on B would then be right).
+	nm := redis.NewClient(&redis.Options{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(rport)), Password: redisPassword})
+	defer nm.Close()
+	before := h("before")
+	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+		n, err := nm.Exists(ctx, o.KeyPrefix+"{r:r}:t:"+hex.EncodeToString(before[:])).Result()
+		if err == nil && n == 1 {
+			break
+		}
+		if time.Since(start) > 15*time.Second {
+			t.Fatalf("replica did not get the token within 15s: %d, %v", n, err)
+		}
+	}
 	// Redis refuses a failover before the replica has caught up; retry.
 	for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
 		out, err := exec.Command("redis-cli", "-p", strconv.Itoa(sport), "sentinel", "failover", "mymaster").CombinedOutput()
@@ -586,8 +600,6 @@ func TestRedisSentinelSwitch(t *testing.T) {
 	}
 	// Until the old master is demoted, a login may still land on it (and
 	// be lost with it): log in until one is on the new master.
-	nm := redis.NewClient(&redis.Options{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(rport)), Password: redisPassword})
-	defer nm.Close()
 	after := h("after")
 	for {
 		err := issued(a.Issue(ctx, "r", after, rec, 1))

@@ -165,6 +165,8 @@ func (c *redisCache) now() int64 { return int64(time.Since(c.base)) }
 // close stops tracking; the cache answers nothing afterwards.
 func (c *redisCache) close() {
 	c.stop()
+	// listen checks ctx after publishing its PubSub, so either it stops by
+	// itself or the Close here unblocks its Receive (which does not watch ctx).
 	if ps := c.ps.Load(); ps != nil {
 		ps.Close()
 	}
@@ -306,6 +308,13 @@ func (c *redisCache) listen(ctx context.Context) {
 	for ctx.Err() == nil {
 		ps := c.client.Subscribe(ctx, invalidateChannel)
 		c.ps.Store(ps)
+		if ctx.Err() != nil {
+			// close ran between Subscribe and Store and did not see ps;
+			// Receive does not watch ctx, so it would block forever.
+			c.ps.Store(nil)
+			ps.Close()
+			return
+		}
 		err := c.receive(ctx, ps)
 		c.ps.Store(nil)
 		ps.Close()
