@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -19,50 +18,12 @@ import (
 	"github.com/sks-server/sks/tokens"
 )
 
-// mountTmpfs mounts a tmpfs of size (mount's syntax, "1m") on a new temp
-// directory, unmounted at cleanup.
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		if os.Getenv("SKS_REQUIRE_BACKENDS") == "1" {
-			t.Fatalf("mount tmpfs: %v: %s", err, out)
-		}
-		t.Skipf("cannot mount tmpfs (needs root): %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount: %v: %s", err, out)
-		}
-	})
-	return dir
-}
-
-// fillDisk writes path until its file system is full.
-func fillDisk(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 16<<10)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if errors.Is(err, syscall.ENOSPC) {
-				return
-			}
-			t.Fatal(err)
-		}
-	}
-}
-
 // TestAuditFailClosedFullDisk: with the audit log on a full tmpfs and
 // fail_closed, every state-changing endpoint answers 503 and changes
 // nothing (no change without its audit line); once space is freed the
 // same requests succeed.
 func TestAuditFailClosedFullDisk(t *testing.T) {
-	mnt := mountTmpfs(t, "1m")
+	mnt := testrig.Tmpfs(t, "1m")
 	auditPath := filepath.Join(mnt, "audit.log")
 	cfg := filepath.Join(t.TempDir(), "sks.toml")
 	os.WriteFile(cfg, []byte("[audit]\npath = \""+auditPath+"\"\nfail_closed = true\n[web]\nenabled = true\n"), 0o600)
@@ -112,7 +73,7 @@ func TestAuditFailClosedFullDisk(t *testing.T) {
 	}
 
 	filler := filepath.Join(mnt, "filler")
-	fillDisk(t, filler)
+	testrig.FillDisk(t, filler)
 
 	// The log keeps room preallocated (fallocate) for the lines of changes
 	// in flight: logins go on until it is used up, then answer 503.
@@ -333,7 +294,7 @@ func startOn(t *testing.T, args ...string) (*exec.Cmd, string, string) {
 // once space is freed, without a restart; a restart on the full disk
 // refuses with a message saying so.
 func TestFullDiskAnswers503(t *testing.T) {
-	mnt := mountTmpfs(t, "24m")
+	mnt := testrig.Tmpfs(t, "24m")
 	data := filepath.Join(mnt, "data")
 	srv, base, logPath := startOn(t, "-d", data)
 	// Leave about 1 MiB above the 16 MiB reserve.
@@ -398,7 +359,7 @@ func TestFullDiskAnswers503(t *testing.T) {
 
 	srv.Process.Kill()
 	srv.Wait()
-	fillDisk(t, ballast)
+	testrig.FillDisk(t, ballast)
 	out, err := exec.Command(sksBinary, "-d", data, "-l", "127.0.0.1", "-p", fmt.Sprint(testrig.FreePort(t))).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "not enough free disk space") || !strings.Contains(string(out), data) {
 		t.Errorf("start on a full disk: %v\n%s", err, out)

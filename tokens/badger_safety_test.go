@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/sks-server/sks/testrig"
 )
 
 // copyDir copies the regular files of a live store's directory: what a
@@ -223,43 +223,6 @@ func TestBadgerDamagedStoreRefusesToOpen(t *testing.T) {
 	}
 }
 
-// mountTmpfs mounts a tmpfs of size bytes, unmounted at cleanup.
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		if os.Getenv("SKS_REQUIRE_BACKENDS") == "1" {
-			t.Fatalf("mount tmpfs: %v: %s", err, out)
-		}
-		t.Skipf("cannot mount tmpfs (needs root): %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount: %v: %s", err, out)
-		}
-	})
-	return dir
-}
-
-// fill writes a file until the file system is full.
-func fill(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if errors.Is(err, syscall.ENOSPC) {
-				return
-			}
-			t.Fatal(err)
-		}
-	}
-}
-
 // TestBadgerFullDisk: on a small tmpfs, issuing until the disk is full
 // fails writes with ErrStoreFull (the process does not die of SIGBUS in
 // badger's mmap'd files), every acknowledged token stays valid, writes
@@ -267,7 +230,7 @@ func fill(t *testing.T, path string) {
 // refuses to open with a message naming the directory.
 func TestBadgerFullDisk(t *testing.T) {
 	ctx := context.Background()
-	mnt := mountTmpfs(t, "28m")
+	mnt := testrig.Tmpfs(t, "28m")
 	dir := filepath.Join(mnt, "store")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -333,7 +296,7 @@ func TestBadgerFullDisk(t *testing.T) {
 	}
 	// A restart on a full disk refuses clearly; with space it opens and
 	// every acknowledged token is there.
-	fill(t, ballast)
+	testrig.FillDisk(t, ballast)
 	_, err = OpenBadger(BadgerOptions{Dir: dir})
 	if !errors.Is(err, ErrStoreFull) || !strings.Contains(err.Error(), dir) {
 		t.Fatalf("open on a full disk: %v, want ErrStoreFull naming %s", err, dir)
