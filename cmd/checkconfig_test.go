@@ -82,11 +82,10 @@ func TestCheckConfigErrors(t *testing.T) {
 
 // TestCheckConfigConnect: --connect reaches a real slapd and KDC, and
 // reports each one that is down with its section's line.
-func TestCheckConfigConnect(t *testing.T) {
-	testrig.RequireKDC(t)
-	s := testrig.StartSlapd(t, t.TempDir())
-	k := testrig.StartKDC(t, t.TempDir())
-	config := fmt.Sprintf(`[modules.corp]
+// backendModules is the configuration of an LDAP module "corp" on s and a
+// Kerberos module "krb" on k, each with a 1 s timeout.
+func backendModules(s *testrig.Slapd, k *testrig.KDC) string {
+	return fmt.Sprintf(`[modules.corp]
 type = "ldap"
 urls = [%q]
 bind_dn = %q
@@ -102,6 +101,13 @@ keytab = %q
 service_principal = "HTTP/localhost"
 timeout = "1s"
 `, s.PlainURL(), testrig.LDAPReaderDN, testrig.LDAPReaderPW, testrig.LDAPSuffix, k.Krb5Conf, k.Keytab)
+}
+
+func TestCheckConfigConnect(t *testing.T) {
+	testrig.RequireKDC(t)
+	s := testrig.StartSlapd(t, t.TempDir())
+	k := testrig.StartKDC(t, t.TempDir())
+	config := backendModules(s, k)
 	r, _ := checkText(t, config, true)
 	var out strings.Builder
 	r.write(&out)

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -19,13 +17,7 @@ import (
 
 func loginStatus(t *testing.T, base, realm, user, pwd string) int {
 	t.Helper()
-	resp, err := http.PostForm(base+"/auth_token", url.Values{"realm": {realm}, "user": {user}, "pwd": {pwd}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
+	return postWith(t, base+"/auth_token", url.Values{"realm": {realm}, "user": {user}, "pwd": {pwd}}, nil)
 }
 
 // TestBanSurvivesRestartAndUnban: on badger a ban outlives a kill -9 and a

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -70,26 +69,11 @@ func TestHealthEndpoints(t *testing.T) {
 	s := testrig.StartSlapd(t, t.TempDir())
 	k := testrig.StartKDC(t, t.TempDir())
 	dir := t.TempDir()
-	config := fmt.Sprintf(`[modules.corp]
-type = "ldap"
-urls = [%q]
-bind_dn = %q
-bind_password = %q
-base_dn = %q
-user_filter = "(uid=%%s)"
-timeout = "1s"
-
-[modules.krb]
-type = "kerberos"
-krb5conf = %q
-keytab = %q
-service_principal = "HTTP/localhost"
-timeout = "1s"
-
+	config := backendModules(s, k) + `
 [realms.corp]
 modules = ["corp", "krb"]
 default = "corp"
-`, s.PlainURL(), testrig.LDAPReaderDN, testrig.LDAPReaderPW, testrig.LDAPSuffix, k.Krb5Conf, k.Keytab)
+`
 	cf := filepath.Join(dir, "sks.toml")
 	os.WriteFile(cf, []byte(config), 0o600)
 	port := testrig.FreePort(t)

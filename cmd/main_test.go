@@ -37,22 +37,37 @@ func TestMain(m *testing.M) {
 func demoServer(t *testing.T, extra ...string) (url, dir, password string) {
 	t.Helper()
 	dir = t.TempDir()
-	port := testrig.FreePort(t)
-	logf, err := os.Create(filepath.Join(dir, "server.log"))
+	_, url, _ = startOn(t, append([]string{"-d", filepath.Join(dir, "data"), "-demo"}, extra...)...)
+	b, err := os.ReadFile(filepath.Join(dir, "data", "demo-password"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := exec.Command(sksBinary, append([]string{"-d", filepath.Join(dir, "data"), "-demo", "-l", "127.0.0.1", "-p", fmt.Sprint(port)}, extra...)...)
+	return url, dir, strings.TrimSpace(string(b))
+}
+
+// startOn runs the binary with args on a free loopback port until the
+// test ends; it returns a function that kills it and waits for its exit,
+// the base URL and the log file's path.
+func startOn(t *testing.T, args ...string) (func(), string, string) {
+	t.Helper()
+	port := testrig.FreePort(t)
+	logPath := filepath.Join(t.TempDir(), "server.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := exec.Command(sksBinary, append(args, "-l", "127.0.0.1", "-p", fmt.Sprint(port))...)
 	c.Stdout, c.Stderr = logf, logf
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan struct{})
+	go func() { c.Wait(); logf.Close(); close(exited) }()
 	t.Cleanup(func() {
 		c.Process.Kill()
-		c.Wait()
-		logf.Close()
+		<-exited
 		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
+			b, _ := os.ReadFile(logPath)
 			t.Logf("server log:\n%s", b)
 		}
 	})
@@ -63,14 +78,20 @@ func demoServer(t *testing.T, extra ...string) (url, dir, password string) {
 			conn.Close()
 			break
 		}
+		select {
+		case <-exited:
+			b, _ := os.ReadFile(logPath)
+			t.Fatalf("sks exited at start:\n%s", b)
+		default:
+		}
 		if time.Now().After(deadline) {
 			t.Fatal("server did not start")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "data", "demo-password"))
-	if err != nil {
-		t.Fatal(err)
+	kill := func() {
+		c.Process.Kill()
+		<-exited
 	}
-	return "http://" + addr, dir, strings.TrimSpace(string(b))
+	return kill, "http://" + addr, logPath
 }

@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// post sends a form to the binary with extra headers and returns the status.
+// postWith sends a form to the binary with extra headers and returns the status.
 func postWith(t *testing.T, target string, form url.Values, headers map[string]string) int {
 	t.Helper()
 	req, _ := http.NewRequest("POST", target, strings.NewReader(form.Encode()))

@@ -3,7 +3,6 @@ package cmd
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -12,7 +11,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/sks-server/sks/testrig"
 	"github.com/sks-server/sks/tokens"
@@ -240,57 +238,6 @@ func mkdir(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return dir
-}
-
-// startOn runs the binary with args on a free loopback port until the
-// test ends; it returns a function that kills it and waits for its exit,
-// the base URL and the log file's path.
-func startOn(t *testing.T, args ...string) (func(), string, string) {
-	t.Helper()
-	port := testrig.FreePort(t)
-	logPath := filepath.Join(t.TempDir(), "server.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := exec.Command(sksBinary, append(args, "-l", "127.0.0.1", "-p", fmt.Sprint(port))...)
-	c.Stdout, c.Stderr = logf, logf
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { c.Wait(); logf.Close(); close(exited) }()
-	t.Cleanup(func() {
-		c.Process.Kill()
-		<-exited
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("server log:\n%s", b)
-		}
-	})
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if conn, err := net.Dial("tcp", addr); err == nil {
-			conn.Close()
-			break
-		}
-		select {
-		case <-exited:
-			b, _ := os.ReadFile(logPath)
-			t.Fatalf("sks exited at start:\n%s", b)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("server did not start")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	kill := func() {
-		c.Process.Kill()
-		<-exited
-	}
-	return kill, "http://" + addr, logPath
 }
 
 // TestFullDiskAnswers503: the real binary with its store on a small tmpfs
