@@ -47,6 +47,32 @@ func startRedis(t testing.TB, dir string, port int) *testrig.Proc {
 	return p
 }
 
+// ownRedis is a redis-server of a test's own, for tests that kill or
+// freeze it, with a store on it whose calls give up after 500 ms.
+type ownRedis struct {
+	dir  string
+	port int
+	p    *testrig.Proc
+	o    tokens.RedisOptions
+	s    *tokens.Redis
+}
+
+func startOwnRedis(t *testing.T) *ownRedis {
+	t.Helper()
+	r := &ownRedis{dir: t.TempDir(), port: testrig.FreePort(t)}
+	r.p = startRedis(t, r.dir, r.port)
+	r.o = redisOpts(net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)))
+	r.o.Timeout = 500 * time.Millisecond
+	r.s = openRedis(t, r.o)
+	return r
+}
+
+// restart starts the server again on the same port and directory.
+func (r *ownRedis) restart(t *testing.T) *testrig.Proc {
+	t.Helper()
+	return startRedis(t, r.dir, r.port)
+}
+
 // The shared server serves every test that does not kill or reconfigure
 // Redis; each store gets its own key prefix, so tests do not see each
 // other's keys. TestMain stops it.
@@ -270,12 +296,8 @@ func TestRedisTwoNodes(t *testing.T) {
 func TestRedisOutage(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dir := t.TempDir()
-	port := testrig.FreePort(t)
-	p := startRedis(t, dir, port)
-	o := redisOpts(net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	o.Timeout = 500 * time.Millisecond
-	s := openRedis(t, o)
+	r := startOwnRedis(t)
+	p, o, s := r.p, r.o, r.s
 	h := tokens.HashToken("tok")
 	rec := tokens.Record{User: "alice", Identity: "alice\npam\n"}
 	must(t, issued(s.Issue(ctx, "r", h, rec, 1)))
@@ -311,7 +333,7 @@ func TestRedisOutage(t *testing.T) {
 		t.Errorf("Get with a 50ms caller deadline: %v after %s", err, time.Since(start))
 	}
 
-	startRedis(t, dir, port)
+	r.restart(t)
 	start = time.Now()
 	for {
 		err := issued(s.Issue(ctx, "r", h, rec, 1))

@@ -238,12 +238,8 @@ func TestRedisNoCache(t *testing.T) {
 func TestRedisCacheKill(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dir := t.TempDir()
-	port := testrig.FreePort(t)
-	p := startRedis(t, dir, port)
-	o := redisOpts(net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	o.Timeout = 500 * time.Millisecond
-	s := openRedis(t, o)
+	r := startOwnRedis(t)
+	p, s := r.p, r.s
 	h := tokens.HashToken("tok")
 	must(t, issued(s.Issue(ctx, "r", h, tokens.Record{User: "alice", Identity: "alice\npam\n"}, 1)))
 	cached(t, s, "r", h)
@@ -262,7 +258,7 @@ func TestRedisCacheKill(t *testing.T) {
 		}
 	}
 	t.Logf("cache bypassed %s after redis was killed", time.Since(killed))
-	startRedis(t, dir, port) // empty: --save ''
+	r.restart(t) // empty: --save ''
 	start := time.Now()
 	for {
 		_, err := s.Get(ctx, "r", h)
@@ -290,12 +286,8 @@ func TestRedisCacheKill(t *testing.T) {
 func TestRedisCacheFreeze(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dir := t.TempDir()
-	port := testrig.FreePort(t)
-	p := startRedis(t, dir, port)
-	o := redisOpts(net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	o.Timeout = 500 * time.Millisecond
-	s := openRedis(t, o)
+	r := startOwnRedis(t)
+	p, s := r.p, r.s
 	h := tokens.HashToken("tok")
 	must(t, issued(s.Issue(ctx, "r", h, tokens.Record{User: "alice", Identity: "alice\npam\n"}, 1)))
 	cached(t, s, "r", h)

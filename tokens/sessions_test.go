@@ -3,15 +3,12 @@ package tokens_test
 import (
 	"context"
 	"errors"
-	"net"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/sks-server/sks/testrig"
 	"github.com/sks-server/sks/tokens"
 )
 
@@ -44,12 +41,8 @@ func TestRedisSessionsCorruptList(t *testing.T) {
 // with ErrUnavailable (503), within the timeout.
 func TestRedisSessionsOutage(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	port := testrig.FreePort(t)
-	p := startRedis(t, dir, port)
-	o := redisOpts(net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	o.Timeout = 500 * time.Millisecond
-	s := openRedis(t, o)
+	r := startOwnRedis(t)
+	p, o, s := r.p, r.o, r.s
 	must(t, issued(s.Issue(ctx, "r", tokens.HashToken("tok"), tokens.Record{User: "alice", Identity: "alice\npam\n"}, 1)))
 	p.Kill()
 	for name, call := range map[string]func() error{
