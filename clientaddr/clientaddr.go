@@ -109,12 +109,19 @@ func Forwarded(req *http.Request) bool {
 // request whose RemoteAddr is not an address (never from net/http's
 // server) gives RemoteAddr itself.
 func (r *Resolver) Client(req *http.Request) string {
+	c, _ := r.Resolve(req)
+	return c
+}
+
+// Resolve returns what Client does, and whether the TCP peer is a trusted
+// proxy (TrustedPeer), parsing the peer once.
+func (r *Resolver) Resolve(req *http.Request) (client string, trusted bool) {
 	if r.Configured() {
 		if peer, ok := Peer(req); ok && Contains(r.trusted, peer) {
-			return r.Rightmost(req.Header["X-Forwarded-For"], peer).String()
+			return r.Rightmost(req.Header["X-Forwarded-For"], peer).String(), true
 		}
 	}
-	return peerText(req)
+	return peerText(req), false
 }
 
 // peerText is the peer's address as text, a substring of RemoteAddr where

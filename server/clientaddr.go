@@ -13,18 +13,18 @@ import (
 // malformed client= is answered 400 here (ok false). From anyone else
 // client= is ignored.
 func (s *Server) clientOf(q *request) (string, bool) {
-	r := q.r
-	if !s.o.Clients.TrustedPeer(r) {
-		return s.o.Clients.Client(r), true
+	client, trusted := s.o.Clients.Resolve(q.r)
+	if !trusted {
+		return client, true
 	}
-	if clientaddr.Forwarded(r) {
+	if clientaddr.Forwarded(q.r) {
 		// An HTTP proxy: the client's own query string reaches us
 		// unchanged, so client= could be the client's invention.
-		return s.o.Clients.Client(r), true
+		return client, true
 	}
 	v, ok := q.p.get("client")
 	if !ok {
-		return s.o.Clients.Client(r), true
+		return client, true
 	}
 	a, err := netip.ParseAddr(v)
 	if err != nil || a.Zone() != "" {
