@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -67,4 +68,30 @@ func (c *Client) RevokeSessions(ctx context.Context, realm, user, adminToken str
 		return 0, fmt.Errorf("%w: /revoke_sessions answer has no count", ErrProtocol)
 	}
 	return *out.Revoked, nil
+}
+
+// Unban lifts a brute-force ban (POST /unban, an admin call): of user in
+// realm, or, with address set (user empty), of a client address. found
+// reports whether there was a ban or failures to forget.
+func (c *Client) Unban(ctx context.Context, realm, user, address, adminToken string) (found bool, err error) {
+	f := url.Values{}
+	if realm != "" {
+		f.Set("realm", realm)
+	}
+	if address != "" {
+		f.Set("address", address)
+	} else {
+		f.Set("user", user)
+	}
+	body, err := c.callAs(ctx, "/unban", f, adminToken)
+	if err != nil {
+		return false, err
+	}
+	switch strings.TrimSpace(body) {
+	case "OK":
+		return true, nil
+	case "NONE":
+		return false, nil
+	}
+	return false, fmt.Errorf("%w: /unban answered %.40q", ErrProtocol, body)
 }

@@ -91,11 +91,7 @@ func runSessions(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return fmt.Errorf("admin token: %w", err)
 		}
 	}
-	var opts []client.Option
-	if *caFile != "" {
-		opts = append(opts, client.WithCAFile(*caFile))
-	}
-	c, err := client.New(*server, append(opts, client.WithTimeout(30*time.Second))...)
+	c, err := newClient(*server, *caFile)
 	if err != nil {
 		return err
 	}

@@ -2,17 +2,11 @@ package cmd
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
-	"strings"
-	"time"
 
 	"github.com/sks-server/sks/secretfile"
 )
@@ -36,16 +30,12 @@ func runUnban(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
 	}
-	form := url.Values{}
+	var realmArg, user, addr string
 	switch {
 	case *address != "" && fs.NArg() == 0:
-		form.Set("address", *address)
-		if *realm != "" {
-			form.Set("realm", *realm)
-		}
+		realmArg, addr = *realm, *address
 	case *address == "" && fs.NArg() == 1 && *realm != "":
-		form.Set("realm", *realm)
-		form.Set("user", fs.Arg(0))
+		realmArg, user = *realm, fs.Arg(0)
 	default:
 		fs.Usage()
 		return errors.New("unban: give --realm REALM USER, or --address ADDR")
@@ -58,37 +48,15 @@ func runUnban(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		token = t
 	}
-	hc := &http.Client{Timeout: 30 * time.Second}
-	if *caFile != "" {
-		pem, err := os.ReadFile(*caFile)
-		if err != nil {
-			return fmt.Errorf("unban: cannot read ca file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("unban: no certificate in %s", *caFile)
-		}
-		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(*server, "/")+"/unban", strings.NewReader(form.Encode()))
+	c, err := newClient(*server, *caFile)
 	if err != nil {
-		return fmt.Errorf("unban: bad server url: %w", err)
+		return fmt.Errorf("unban: %w", err)
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := hc.Do(req)
+	found, err := c.Unban(ctx, realmArg, user, addr, token)
 	if err != nil {
-		return fmt.Errorf("unban: cannot reach %s: %w", *server, err)
+		return answerError("unban", *server, err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	answer := strings.TrimSpace(string(b))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("unban: server answered %d %s", resp.StatusCode, answer)
-	}
-	if answer == "NONE" {
+	if !found {
 		fmt.Fprintln(stdout, "nothing to lift: no ban or failures recorded")
 		return nil
 	}
