@@ -149,19 +149,27 @@ func get(t *testing.T, url string, token string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func TestBehindNginx(t *testing.T) {
+// demoBehindNginx starts sks with webConfig behind nginx and logs the demo
+// user in; it returns nginx's URL, a client of sks and the session.
+func demoBehindNginx(t *testing.T) (front string, c *client.Client, sess client.Session) {
+	t.Helper()
 	testrig.Require(t, "nginx")
 	sks := testrig.StartSKS(t, webConfig)
-	front := startNginx(t, sks.Addr)
+	front = startNginx(t, sks.Addr)
 	c, err := client.New(sks.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	sess, err := c.Login(ctx, "demo", "demo", sks.DemoPassword, "")
+	sess, err = c.Login(context.Background(), "demo", "demo", sks.DemoPassword, "")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return front, c, sess
+}
+
+func TestBehindNginx(t *testing.T) {
+	front, c, sess := demoBehindNginx(t)
+	ctx := context.Background()
 
 	if code, body := get(t, front+"/app/page", sess.Token); code != 200 || body != "user=demo roles=demo source=auth/demo\n" {
 		t.Fatalf("valid cookie: got %d %q", code, body)
@@ -233,18 +241,8 @@ func TestLoginFlowBehindNginx(t *testing.T) {
 // posted from another site's page (Origin only, as older browsers send)
 // leaves the session alone; the same from this site signs out.
 func TestCrossOriginLogoutBehindNginx(t *testing.T) {
-	testrig.Require(t, "nginx")
-	sks := testrig.StartSKS(t, webConfig)
-	front := startNginx(t, sks.Addr)
-	c, err := client.New(sks.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	front, c, sess := demoBehindNginx(t)
 	ctx := context.Background()
-	sess, err := c.Login(ctx, "demo", "demo", sks.DemoPassword, "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	logout := func(origin string) int {
 		req, _ := http.NewRequest("POST", front+"/logout", strings.NewReader("realm=demo"))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
